@@ -1,0 +1,78 @@
+"""The self-supervised optimisation shared by the learned methods: device, seed, schedule, loss.
+
+One "epoch" is one optimisation step over the whole pair, as in the MMSR paper.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+def resolve_device(device=None) -> torch.device:
+    """None picks CUDA when available, else the CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was asked for but CUDA is not available here; use device='cpu' or None.")
+    return dev
+
+
+@contextlib.contextmanager
+def seeded(seed: int, device: torch.device):
+    """Seed torch for the block without disturbing the caller's global random state."""
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices, device_type="cuda" if devices else "cpu"):
+        torch.manual_seed(seed)
+        yield
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Adam with a step decay: lr *= decay after every ``decay_every`` epochs (the paper's)."""
+
+    epochs: int
+    lr: float
+    decay: float
+    decay_every: int
+
+    def lr_at(self, epoch: int) -> float:
+        return self.lr * self.decay ** ((epoch + 1) // self.decay_every)
+
+
+def masked_cycle_l1(prediction: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, scale: int) -> torch.Tensor:
+    """Mean |avg-pool(prediction) - target| over valid LR pixels: the cycle-consistency loss."""
+    diff = (F.avg_pool2d(prediction, scale) - target).abs()
+    return (diff * valid).sum() / valid.sum().clamp_min(1)
+
+
+def optimise(net, param_groups, inputs: tuple, compose, target, valid, scale: int, schedule: Schedule,
+             progress=None, description: str = "fit") -> list[float]:
+    """Fit ``net(*inputs)`` so that avg-pool(compose(prediction)) matches ``target``.
+
+    ``compose`` maps the network's HR prediction to the output actually delivered (for
+    example blended with the bicubic fallback where the guide is invalid), so the loss
+    is measured on what the user gets. Returns the loss of every epoch.
+    """
+    from tqdm.auto import tqdm
+
+    opt = torch.optim.Adam(param_groups, lr=schedule.lr)
+    history = []
+    # progress None: a bar on terminals and notebooks only (tqdm's disable=None).
+    bar = tqdm(range(schedule.epochs), desc=description, disable=None if progress is None else not progress,
+               leave=False, unit="epoch")
+    net.train()
+    for epoch in bar:
+        for group in opt.param_groups:
+            group["lr"] = schedule.lr_at(epoch)
+        opt.zero_grad(set_to_none=True)
+        loss = masked_cycle_l1(compose(net(*inputs)), target, valid, scale)
+        loss.backward()
+        opt.step()
+        history.append(loss.item())
+        if epoch % 10 == 0:
+            bar.set_postfix(loss=f"{history[-1]:.4f}")
+    return history

@@ -1,0 +1,49 @@
+"""The methods, each a function ``run(pair, **options) -> (hr_prediction, details)``."""
+from __future__ import annotations
+
+from ..pair import InputError
+
+# Options every method accepts, whether or not it uses them, so callers can sweep methods.
+COMMON_OPTIONS = ("device", "seed", "progress")
+
+
+def _mmsr(pair, **options):
+    from . import mmsr
+    return mmsr.run(pair, **options)
+
+
+def _bicubic(pair, **options):
+    from .baselines import bicubic
+    return _call(bicubic, pair, options)
+
+
+def _guided(pair, **options):
+    from .baselines import guided_filter
+    return _call(guided_filter, pair, options)
+
+
+def _drop_common(options):
+    return {k: v for k, v in options.items() if k not in COMMON_OPTIONS}
+
+
+def _call(fn, pair, options):
+    """Call a baseline, turning an unknown option into an error that lists the valid ones."""
+    import inspect
+
+    params = [p for p in inspect.signature(fn).parameters if p != "pair"]
+    options = _drop_common(options)
+    unknown = sorted(set(options) - set(params))
+    if unknown:
+        raise InputError(f"unknown option(s) {unknown} for method {fn.__name__!r}; valid ones are "
+                         f"{params + list(COMMON_OPTIONS)}")
+    return fn(pair, **options)
+
+
+METHODS = {"mmsr": _mmsr, "bicubic": _bicubic, "guided": _guided}
+
+
+def get_method(name: str):
+    try:
+        return METHODS[name]
+    except (KeyError, TypeError):
+        raise InputError(f"unknown method {name!r}; choose one of {sorted(METHODS)}") from None

@@ -1,0 +1,110 @@
+"""MMSR: learning mutual modulation for self-supervised cross-modal SR (Dong et al., ECCV 2022).
+
+A small network is fitted to one pair only, with the cycle loss
+|avg-pool(prediction) - source|, then run once to predict the HR source.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..pair import InputError, Pair
+
+
+@dataclass(frozen=True)
+class MMSRConfig:
+    """Everything that defines one MMSR fit. The field defaults are the paper's depth setting."""
+
+    channels: int = 64
+    source_neighbourhood: int = 11  # n: source-to-guide window
+    guide_neighbourhood: int = 5    # m: guide-to-source window
+    epochs: int = 1000              # one epoch = one step over the whole pair
+    lr: float = 0.002
+    lr_decay: float = 0.9998
+    lr_decay_every: int = 5
+    guide_weight_decay: float = 5e-4
+
+
+PRESETS: dict[str, MMSRConfig] = {
+    # The paper's two settings, exactly.
+    "depth": MMSRConfig(),
+    "remote-sensing": MMSRConfig(source_neighbourhood=5, guide_neighbourhood=3),
+    # geosr's default: half the channels and the 5/3 windows reach a lower RMSE in 3
+    # minutes on 2 CPU cores than the paper's network does (benchmarks/RESULTS.md).
+    "fast": MMSRConfig(channels=32, source_neighbourhood=5, guide_neighbourhood=3, epochs=300),
+}
+DEFAULT_PRESET = "fast"
+
+# Above this many activation elements per feature map (H * W * channels) the network
+# recomputes activations in backward (gradient checkpointing) to bound memory.
+_CHECKPOINT_ABOVE = 2**25
+
+
+def config_for(preset: str | None = None, **overrides) -> MMSRConfig:
+    """The preset's config with ``overrides`` (any MMSRConfig field) applied."""
+    name = DEFAULT_PRESET if preset is None else preset
+    if name not in PRESETS:
+        raise InputError(f"unknown MMSR preset {preset!r}; choose one of {sorted(PRESETS)}")
+    fields = {f.name for f in dataclasses.fields(MMSRConfig)}
+    unknown = set(overrides) - fields
+    if unknown:
+        raise InputError(f"unknown MMSR option(s) {sorted(unknown)}; valid ones are {sorted(fields)} "
+                         "plus preset, device, seed, progress and checkpointing")
+    cfg = dataclasses.replace(PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
+    for name in ("source_neighbourhood", "guide_neighbourhood"):
+        v = getattr(cfg, name)
+        if not isinstance(v, (int, np.integer)) or v < 1 or v % 2 == 0:
+            raise InputError(f"{name} must be a positive odd integer (a window centred on the pixel), got {v!r}")
+    if cfg.epochs < 0 or cfg.channels < 1:
+        raise InputError(f"epochs must be >= 0 and channels >= 1, got epochs={cfg.epochs}, channels={cfg.channels}")
+    return cfg
+
+
+def run(pair: Pair, preset: str | None = None, device=None, seed: int = 0, progress=None,
+        checkpointing: bool | None = None, **overrides) -> tuple[np.ndarray, dict]:
+    """Fit MMSR on ``pair`` and return the HR prediction (float64, source units) and details."""
+    import torch
+
+    from ..fit import Schedule, optimise, resolve_device, seeded
+    from ..nn.mmsr_net import MMSRNet
+
+    cfg = config_for(preset, **overrides)
+    dev = resolve_device(device)
+    s = pair.scale
+    mean = float(pair.source[pair.source_valid].mean())
+    std = float(pair.source[pair.source_valid].std()) or 1.0
+
+    def tensor(a):
+        return torch.from_numpy(np.ascontiguousarray(a, np.float32)).to(dev)
+
+    source_in = tensor((pair.source_filled() - mean) / std)[None, None]
+    valid = tensor(pair.source_valid)[None, None]
+    guide = tensor(pair.guide)[None]
+    compose = _fallback_blend(pair, mean, std, tensor)
+
+    h, w = pair.hr_shape
+    if checkpointing is None:
+        checkpointing = h * w * cfg.channels > _CHECKPOINT_ABOVE
+    with seeded(seed, dev):
+        net = MMSRNet(pair.guide.shape[0], cfg.channels, cfg.source_neighbourhood, cfg.guide_neighbourhood,
+                      checkpointing=checkpointing).to(dev)
+        schedule = Schedule(cfg.epochs, cfg.lr, cfg.lr_decay, cfg.lr_decay_every)
+        history = optimise(net, net.param_groups(cfg.guide_weight_decay), (guide, source_in), compose,
+                           source_in, valid, s, schedule, progress=progress, description="mmsr")
+        net.eval()
+        with torch.no_grad():
+            pred = net(guide, source_in)[0, 0].double().cpu().numpy()
+    details = {"config": dataclasses.asdict(cfg), "preset": preset or DEFAULT_PRESET, "device": str(dev),
+               "seed": seed, "loss_history": history}
+    return pred * std + mean, details
+
+
+def _fallback_blend(pair: Pair, mean: float, std: float, tensor):
+    """What the user gets: the network where the guide is valid, bicubic where it is not."""
+    if pair.guide_weight.min() == 1.0:
+        return lambda p: p
+    w = tensor(pair.guide_weight)[None, None]
+    fallback = tensor(np.nan_to_num((pair.bicubic - mean) / std))[None, None]
+    return lambda p: w * p + (1 - w) * fallback

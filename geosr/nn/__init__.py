@@ -1,0 +1,1 @@
+"""Network pieces (imports torch; geosr imports this lazily)."""

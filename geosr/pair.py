@@ -1,0 +1,164 @@
+"""Checking and preparing one (LR source, HR guide) pair for any method.
+
+Everything a user can get wrong about the arrays is caught here, with a message that
+says what to do, before any optimisation starts.
+"""
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+from scipy import ndimage
+
+from .sampling import fill_nearest, repeat_cells, upsample_bicubic
+
+
+class InputError(ValueError):
+    """The source, guide or scale cannot be used as given; the message says how to fix it."""
+
+
+@dataclass
+class Pair:
+    """A validated pair, ready for a method.
+
+    source:        (h, w) float64 in source units, NaN where invalid.
+    source_valid:  (h, w) bool.
+    guide:         (c, H, W) float32, each band standardised over its valid pixels;
+                   invalid pixels hold 0 (the band mean).
+    guide_weight:  (H, W) float32 in [0, 1]: 1 where the guide is trusted, 0 where it is
+                   invalid, a ramp in between so the fallback to bicubic has no seam.
+    scale:         integer factor between the grids.
+    """
+
+    source: np.ndarray
+    source_valid: np.ndarray
+    guide: np.ndarray
+    guide_weight: np.ndarray
+    scale: int
+
+    @property
+    def hr_shape(self) -> tuple[int, int]:
+        return self.guide.shape[-2:]
+
+    @cached_property
+    def hr_valid(self) -> np.ndarray:
+        """HR pixels that get a value: those inside valid source cells."""
+        return repeat_cells(self.source_valid, self.scale)
+
+    @cached_property
+    def bicubic(self) -> np.ndarray:
+        """NaN-aware bicubic upsampling of the source: the fallback where the guide is invalid."""
+        return upsample_bicubic(self.source, self.source_valid, self.scale)
+
+    def source_filled(self) -> np.ndarray:
+        """The source with invalid cells set to their nearest valid value (finite everywhere)."""
+        return fill_nearest(np.where(self.source_valid, self.source, 0.0), self.source_valid)
+
+
+def check_scale(scale) -> int:
+    """An integer >= 2; integral floats such as 4.0 are accepted."""
+    if isinstance(scale, bool) or not isinstance(scale, numbers.Real):
+        raise InputError(f"scale must be an integer >= 2, got {scale!r}")
+    if not float(scale).is_integer():
+        raise InputError(
+            f"scale must be an integer >= 2, got {scale}: geosr refines each LR pixel into scale x scale "
+            "HR pixels. Resample the guide so its pixel size divides the source's, and pass that ratio.")
+    if int(scale) < 2:
+        raise InputError(f"scale must be an integer >= 2, got {scale}: at scale 1 there is nothing to super-resolve.")
+    return int(scale)
+
+
+def prepare_pair(source, guide, scale, mask=None, feather: float | None = None) -> Pair:
+    """Validate ``source`` (h, w), ``guide`` (c, H, W) or (H, W), and build a :class:`Pair`.
+
+    ``mask`` (h, w), True where the source is invalid (as in ``numpy.ma``), is merged with
+    NaN, +-Inf and the mask of a masked array. ``feather`` is the width in HR pixels of the
+    ramp between guided output and bicubic fallback (default ``2 * scale``).
+    """
+    scale = check_scale(scale)
+    src, src_valid = _source_array(source, mask)
+    h, w = src.shape
+    g = _guide_array(guide, (h * scale, w * scale), scale, (h, w))
+    g_valid = np.isfinite(g).all(axis=0)
+    feather = 2 * scale if feather is None else float(feather)
+    return Pair(
+        source=np.where(src_valid, src, np.nan),
+        source_valid=src_valid,
+        guide=_standardise_bands(g, g_valid),
+        guide_weight=_feathered_weight(g_valid, feather),
+        scale=scale,
+    )
+
+
+def _source_array(source, mask):
+    invalid = np.ma.getmaskarray(source) if np.ma.isMaskedArray(source) else None
+    a = np.asarray(np.ma.getdata(source))
+    if a.dtype.kind not in "biuf":
+        raise InputError(f"source must hold real numbers, got dtype {a.dtype}")
+    if a.ndim == 3 and a.shape[0] == 1:
+        a = a[0]
+        invalid = None if invalid is None else invalid[0]
+    if a.ndim != 2:
+        raise InputError(
+            f"source must be a 2-D array (h, w), got shape {a.shape}. "
+            "Pass one band at a time, e.g. source[0] for a (1, h, w) raster.")
+    if a.size == 0:
+        raise InputError(f"source is empty (shape {a.shape}): it needs at least one pixel.")
+    a = a.astype(np.float64)
+    valid = np.isfinite(a)
+    if invalid is not None:
+        valid &= ~invalid
+    if mask is not None:
+        m = np.asarray(mask)
+        if m.shape != a.shape:
+            raise InputError(f"mask has shape {m.shape} but source has {a.shape}; give one flag per source pixel.")
+        valid &= ~m.astype(bool)
+    if not valid.any():
+        raise InputError(
+            "source has no valid pixel: every value is NaN, infinite or masked. "
+            "Check its nodata value, or the mask (True marks invalid pixels).")
+    return a, valid
+
+
+def _guide_array(guide, hr_shape, scale, lr_shape):
+    g = np.asarray(np.ma.filled(guide, np.nan) if np.ma.isMaskedArray(guide) else guide)
+    if g.dtype.kind not in "biuf":
+        raise InputError(f"guide must hold real numbers, got dtype {g.dtype}")
+    if g.ndim == 2:
+        g = g[None]
+    if g.ndim != 3:
+        raise InputError(f"guide must be (bands, H, W) or (H, W), got shape {g.shape}")
+    if g.shape[0] == 0:
+        raise InputError(f"guide has 0 bands (shape {g.shape}); it needs at least one.")
+    if g.shape[1:] != tuple(hr_shape):
+        hint = ""
+        if g.shape[:2] == tuple(hr_shape):
+            hint = " It looks band-last (H, W, bands): pass np.moveaxis(guide, -1, 0)."
+        raise InputError(
+            f"guide is {g.shape[-2]} x {g.shape[-1]} pixels but a {lr_shape[0]} x {lr_shape[1]} source at "
+            f"scale {scale} needs a {hr_shape[0]} x {hr_shape[1]} guide (source shape x scale).{hint} "
+            "Crop or resample the guide onto the HR grid, or pass the scale that relates the two.")
+    return g.astype(np.float32)
+
+
+def _standardise_bands(g: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Zero mean, unit std per band over valid pixels; invalid pixels become 0."""
+    out = np.zeros_like(g, dtype=np.float32)
+    if not valid.any():
+        return out
+    for b in range(g.shape[0]):
+        v = g[b][valid].astype(np.float64)
+        mean, std = v.mean(), v.std()
+        out[b][valid] = (v - mean) / (std if std > 0 else 1.0)
+    return out
+
+
+def _feathered_weight(valid: np.ndarray, feather: float) -> np.ndarray:
+    if valid.all():
+        return np.ones(valid.shape, np.float32)
+    if not valid.any() or feather <= 0:
+        return valid.astype(np.float32)
+    dist = ndimage.distance_transform_edt(valid)  # distance to the nearest invalid pixel
+    return np.clip((dist - 0.5) / feather, 0.0, 1.0).astype(np.float32)

@@ -1,0 +1,53 @@
+"""Shared fixtures: the real evaluation pairs in ../shared/data (never copied into the repo).
+
+Without that folder the tests that need it are skipped, unless GEOSR_REQUIRE_DATA=1
+(set by .ci/run), which turns the skip into a failure so CI cannot pass vacuously.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        msg = f"real test data missing: {path} (see ../shared/data/README.md)"
+        if os.environ.get("GEOSR_REQUIRE_DATA") == "1":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return _need(DATA)
+
+
+@pytest.fixture(scope="session")
+def depth_pairs(data_dir):
+    """pixtransform depth: (target (3, 256, 256), RGB guide (3, 3, 256, 256))."""
+    d = np.load(_need(data_dir / "pixtransform" / "depth_sample_images.npz"))
+    return d["target_imgs"].astype(np.float64), d["guide_imgs"]
+
+
+@pytest.fixture(scope="session")
+def vhm_pairs(data_dir):
+    """pixtransform vegetation height (m) with a 4-band multispectral guide."""
+    d = np.load(_need(data_dir / "pixtransform" / "vhm_sample_images.npz"))
+    return d["target_imgs"].astype(np.float64), d["guide_imgs"]
+
+
+@pytest.fixture(scope="session")
+def dsm_crop(data_dir):
+    """A 64 x 64 crop of the fieldimager drone DSM (float32 metres), valid everywhere."""
+    import rasterio
+
+    with rasterio.open(_need(data_dir / "fieldimager" / "dsm.tif")) as r:
+        a = r.read(1, window=((170, 234), (170, 234)))
+        assert (a > -1e30).all()
+    return a

@@ -1,0 +1,109 @@
+"""MMSR on real pairs: it must beat bicubic, be reproducible, keep cell means on request, and
+respect invalid pixels on both sides."""
+import numpy as np
+import pytest
+
+from geosr import superresolve_array
+from geosr.metrics import cycle_residual, rmse
+from geosr.sampling import avg_pool
+
+FAST = dict(epochs=60, progress=False)
+
+
+@pytest.fixture(scope="module")
+def crop(depth_pairs):
+    """A 128 x 128 depth crop at x4: 32 x 32 LR source, RGB guide."""
+    t, g = depth_pairs
+    truth = t[0, 64:192, 64:192]
+    return truth, avg_pool(truth, 4), g[0, :, 64:192, 64:192]
+
+
+@pytest.fixture(scope="module")
+def fitted(crop):
+    truth, src, guide = crop
+    return superresolve_array(src, guide, 4, return_info=True, **FAST)
+
+
+def test_beats_bicubic_on_real_depth(crop, fitted):
+    truth, src, guide = crop
+    out, info = fitted
+    bic = rmse(superresolve_array(src, guide, 4, method="bicubic"), truth)
+    assert rmse(out, truth) < 0.85 * bic
+    assert info.details["loss_history"][-1] < 0.5 * info.details["loss_history"][0]
+
+
+def test_same_seed_same_output_other_seed_differs(crop, fitted):
+    truth, src, guide = crop
+    again = superresolve_array(src, guide, 4, **FAST)
+    np.testing.assert_array_equal(again, fitted[0])
+    other = superresolve_array(src, guide, 4, seed=1, **FAST)
+    assert not np.array_equal(other, fitted[0])
+
+
+def test_exact_preserves_cell_means_and_reports_residual(crop, fitted):
+    truth, src, guide = crop
+    out, info = fitted
+    exact, exact_info = superresolve_array(src, guide, 4, exact=True, return_info=True, **FAST)
+    value_range = src.max() - src.min()
+    assert info.residual.max > 1e-3 * value_range  # the network alone does not match the cells exactly
+    assert exact_info.residual.max <= 1e-4 * value_range
+    # The reported residual is the real one.
+    assert exact_info.residual == cycle_residual(exact, src, 4)
+    assert info.residual.rmse == pytest.approx(np.sqrt(np.mean((avg_pool(out.astype(float), 4) - src) ** 2)))
+    # Back-projection corrects, it does not degrade: the result stays as close to the truth.
+    assert rmse(exact, truth) <= 1.02 * rmse(out, truth)
+
+
+def test_exact_on_real_dsm_with_invalid_cells(dsm_crop):
+    src = avg_pool(dsm_crop.astype(np.float64), 4)
+    src[0:3, 0:2] = np.nan
+    guide = np.stack([dsm_crop, np.roll(dsm_crop, 3, axis=0)])  # any real HR image will do as guide here
+    out, info = superresolve_array(src, guide, 4, exact=True, return_info=True, epochs=5, progress=False)
+    assert np.isnan(out[:12, :8]).all() and np.isfinite(out[12:, :]).all()
+    assert info.residual.cells == src.size - 6
+    assert info.residual.max <= 1e-4 * (np.nanmax(src) - np.nanmin(src))
+
+
+def test_invalid_source_pixels_are_masked_from_the_loss(crop, fitted):
+    truth, src, guide = crop
+    broken = src.copy()
+    broken[10:14, 10:14] = 1e6  # garbage values that must not influence the fit once masked
+    hole = np.zeros(src.shape, bool)
+    hole[10:14, 10:14] = True
+    out = superresolve_array(broken, guide, 4, mask=hole, **FAST)
+    assert np.isnan(out[40:56, 40:56]).all()
+    valid = np.isfinite(out)
+    assert valid.sum() == 128 * 128 - 256
+    assert np.nanmax(out) < truth.max() + 20  # no trace of the 1e6 garbage
+    assert rmse(out, truth) < 1.2 * rmse(fitted[0], truth)
+
+
+def test_invalid_guide_falls_back_to_bicubic(crop):
+    truth, src, guide = crop
+    g = guide.astype(np.float64).copy()
+    g[:, :, 80:] = np.nan  # the guide covers only the left 80 columns
+    out, info = superresolve_array(src, g, 4, return_info=True, **FAST)
+    bic = superresolve_array(src, guide, 4, method="bicubic")
+    feather = 8  # default: 2 * scale HR pixels
+    np.testing.assert_allclose(out[:, 80:], bic[:, 80:], rtol=0, atol=1e-4)
+    assert np.isfinite(out).all()  # no pixel that had data is lost
+    # Inside the guide's footprint the guided result differs from bicubic and is better.
+    inside = (slice(None), slice(0, 80 - feather))
+    assert rmse(out[inside], truth[inside]) < 0.9 * rmse(bic[inside], truth[inside])
+    # The blend ramps: no jump larger than the data's own largest step across the footprint edge.
+    jump = np.abs(np.diff(out[:, 70:84], axis=1)).max()
+    assert jump <= np.abs(np.diff(truth, axis=1)).max()
+
+
+def test_paper_presets_are_the_paper(crop):
+    from geosr.methods.mmsr import config_for
+
+    depth, rs = config_for("depth"), config_for("remote-sensing")
+    assert (depth.channels, depth.source_neighbourhood, depth.guide_neighbourhood, depth.epochs) == (64, 11, 5, 1000)
+    assert (rs.channels, rs.source_neighbourhood, rs.guide_neighbourhood, rs.epochs) == (64, 5, 3, 1000)
+    assert (depth.lr, depth.lr_decay, depth.lr_decay_every, depth.guide_weight_decay) == (0.002, 0.9998, 5, 5e-4)
+    truth, src, guide = crop
+    out, info = superresolve_array(src[:8, :8], guide[:, :32, :32], 4, preset="depth", epochs=3,
+                                   return_info=True, progress=False)
+    assert len(info.details["loss_history"]) == 3  # one epoch = one optimisation step over the whole pair
+    assert info.details["config"]["source_neighbourhood"] == 11 and info.details["device"] == "cpu"

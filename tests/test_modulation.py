@@ -1,0 +1,53 @@
+"""The strip-wise adaptive filter must equal the published unfold formulation exactly."""
+import pytest
+import torch
+
+from geosr.nn.modulation import adaptive_filter, adaptive_filter_unfold
+
+
+@pytest.mark.parametrize("size", [1, 3, 5, 11])
+@pytest.mark.parametrize("shape", [(2, 4, 7, 9), (1, 3, 13, 6), (1, 2, 4, 3), (2, 5, 40, 33)])
+def test_equals_unfold_in_values_and_gradients(size, shape):
+    g = torch.Generator().manual_seed(size * 100 + shape[-1])
+    q = torch.randn(shape, generator=g, dtype=torch.float64, requires_grad=True)
+    v = torch.randn(shape, generator=g, dtype=torch.float64, requires_grad=True)
+    upstream = torch.randn(shape, generator=g, dtype=torch.float64)
+
+    ref = adaptive_filter_unfold(q, v, size)
+    out = adaptive_filter(q, v, size)
+    ref_grads = torch.autograd.grad(ref, (q, v), upstream)
+    grads = torch.autograd.grad(out, (q, v), upstream)
+
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
+    for a, b in zip(grads, ref_grads):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+def test_borders_take_zero_padded_neighbours():
+    # At a corner of a 1x1 image with a 3x3 window, 8 of 9 neighbours are zero padding:
+    # logits are (0 x8, q*v), so the output is v * e^(qv) / (8 + e^(qv)).
+    q = torch.tensor([[[[2.0]]]], dtype=torch.float64)
+    v = torch.tensor([[[[1.5]]]], dtype=torch.float64)
+    e = torch.exp(torch.tensor(3.0, dtype=torch.float64))
+    assert adaptive_filter(q, v, 3).item() == pytest.approx((1.5 * e / (8 + e)).item(), rel=1e-12)
+
+
+def test_gradcheck_float64():
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(1, 3, 6, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    v = torch.randn(1, 3, 6, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: adaptive_filter(a, b, 5), (q, v))
+
+
+def test_float32_matches_unfold():
+    g = torch.Generator().manual_seed(1)
+    q, v = torch.randn(2, 1, 64, 30, 31, generator=g).unbind(0)
+    torch.testing.assert_close(adaptive_filter(q, v, 11), adaptive_filter_unfold(q, v, 11), rtol=1e-5, atol=1e-5)
+
+
+def test_rejects_even_window_and_mismatched_shapes():
+    q = torch.zeros(1, 2, 5, 5)
+    with pytest.raises(ValueError, match="odd"):
+        adaptive_filter(q, q, 4)
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
+        adaptive_filter(q, torch.zeros(1, 2, 5, 4), 3)
