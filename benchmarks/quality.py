@@ -49,7 +49,7 @@ def main():
     ap.add_argument("--scales", nargs="+", type=int, default=[4, 8])
     ap.add_argument("--degradations", nargs="+", default=["avgpool", "gaussian"])
     ap.add_argument("--images", nargs="+", type=int, default=[0, 1, 2])
-    ap.add_argument("--methods", nargs="+", default=["mmsr", "bicubic", "guided"])
+    ap.add_argument("--methods", nargs="+", default=["bicubic", "guided", "mmsr"])
     ap.add_argument("--epochs", type=int, default=None, help="override mmsr epochs")
     ap.add_argument("--preset", default=None, help="mmsr preset (default: geosr's default)")
     ap.add_argument("--paper", action="store_true", help="also run the paper's settings (1000 epochs) on one pair")
@@ -73,7 +73,7 @@ def main():
                     t, g = targets[i], guides[i]
                     src = degrade(t, scale, how, seed=i)
                     bic = None
-                    for m in a.methods:
+                    for m in sorted(a.methods, key=lambda m: m != "bicubic"):  # bicubic first: the reference
                         opts = {"progress": False}
                         if m == "mmsr":
                             opts.update(epochs=a.epochs, preset=a.preset)

@@ -7,7 +7,7 @@ from geosr import superresolve_array
 from geosr.metrics import cycle_residual, rmse
 from geosr.sampling import avg_pool
 
-FAST = dict(epochs=60, progress=False)
+FAST = dict(epochs=250, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def test_beats_bicubic_on_real_depth(crop, fitted):
     truth, src, guide = crop
     out, info = fitted
     bic = rmse(superresolve_array(src, guide, 4, method="bicubic"), truth)
-    assert rmse(out, truth) < 0.85 * bic
+    assert rmse(out, truth) < 0.75 * bic
     assert info.details["loss_history"][-1] < 0.5 * info.details["loss_history"][0]
 
 
