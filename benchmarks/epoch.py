@@ -1,8 +1,8 @@
 """Time per epoch and peak memory of one whole-pair MMSR optimisation step.
 
 One epoch is one forward + backward + Adam step over the whole pair (the paper's unit),
-so the time per epoch compares directly with the published code (about 27 s at 320 x 320
-on 2 CPU cores, measured with its unfold filter; see RESULTS.md). Each configuration runs
+so the time per epoch compares directly with the published code; ``--filter unfold``
+swaps in the published unfold formulation of the filter to measure that here. Each configuration runs
 in a fresh process; peak memory is that process's peak resident set size, all of it.
 
     python benchmarks/epoch.py [--sizes 320x320 1376x1088] [--presets depth remote-sensing fast]
@@ -18,7 +18,11 @@ CHILD = r"""
 import json, resource, sys, time, numpy as np
 from geosr.methods.mmsr import config_for
 import geosr
-preset, h, w, epochs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+preset, h, w, epochs, filt = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+if filt == "unfold":  # the published formulation, for a like-for-like comparison
+    import geosr.nn.mmsr_net as net
+    from geosr.nn.modulation import adaptive_filter_unfold
+    net.adaptive_filter = adaptive_filter_unfold
 rng = np.random.default_rng(0)
 # Shapes are what matter for time and memory; a smooth random field stands in for data.
 src = rng.standard_normal((h // 4, w // 4)).cumsum(0).cumsum(1)
@@ -40,11 +44,14 @@ def main():
     ap.add_argument("--sizes", nargs="+", default=["320x320", "1376x1088"])
     ap.add_argument("--presets", nargs="+", default=["depth", "remote-sensing", "fast"])
     ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--filter", choices=["geosr", "unfold"], default="geosr",
+                    help="unfold: the published C x k^2 x H x W formulation instead of geosr's")
     a = ap.parse_args()
     import torch
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; HR size, x4; "
           f"mean of {a.epochs} epochs, after a warm-up call, with preparation and inference subtracted\n")
+    print(f"filter: {a.filter}\n")
     print("| HR size | preset | channels | windows | s / epoch | peak RSS GB |")
     print("|---|---|---|---|---|---|")
     from geosr.methods.mmsr import config_for
@@ -53,7 +60,7 @@ def main():
         h, w = map(int, size.split("x"))
         for p in a.presets:
             c = config_for(p)
-            r = subprocess.run([sys.executable, "-c", CHILD, p, str(h), str(w), str(a.epochs)],
+            r = subprocess.run([sys.executable, "-c", CHILD, p, str(h), str(w), str(a.epochs), a.filter],
                                capture_output=True, text=True)
             if r.returncode != 0:
                 print(f"| {size} | {p} | failed: {r.stderr.strip().splitlines()[-1]} |")

@@ -9,7 +9,7 @@ import numpy as np
 from .backprojection import back_project
 from .methods import get_method
 from .metrics import CycleResidual, cycle_residual
-from .pair import prepare_pair
+from .pair import blend, prepare_pair
 
 
 @dataclass(frozen=True)
@@ -36,13 +36,17 @@ def superresolve_array(source, guide, scale=4, method: str = "mmsr", *, mask=Non
     ----------
     source : array (h, w), any real dtype. NaN, +-Inf and masked-array entries are invalid.
     guide : array (bands, H, W) or (H, W) with H = h * scale, W = w * scale, any real dtype.
-        Pixels that are not finite in every band are invalid: there the output falls back
-        to the bicubic source, blended over ``feather`` HR pixels (default ``2 * scale``).
+        Pixels that are not finite in every band, or masked, are invalid: there the output
+        falls back to the bicubic source, blended over ``feather`` HR pixels (default
+        ``max(2 * scale, 8)``).
     scale : integer >= 2.
     method : "mmsr" (default), "bicubic" or "guided" (OpenCV guided filter).
-    mask : optional bool array (h, w), True where the source is invalid (``numpy.ma`` style).
+    mask : optional bool array (h, w), True where the source is invalid (``numpy.ma`` style;
+        for a rasterio dataset mask, 255 = valid, pass ``mask == 0``).
     exact : if True, correct the output so avg-pool(output) equals the source on every
-        fully valid LR cell (back-projection); DEM and thermal cell means are then preserved.
+        fully valid LR cell (back-projection); DEM and thermal cell means are then preserved
+        to within 1e-4 of the source's range, or float32 spacing / (2 * scale^2) where that
+        is larger (a float32 output cannot hold cell means more finely).
     return_info : if True, return ``(output, SRInfo)``; the info carries the achieved cycle
         residual (RMSE and maximum) whether or not ``exact`` is on.
     **options : method options. For mmsr: ``preset`` ("fast" default, "depth" = the paper's
@@ -60,9 +64,7 @@ def superresolve_array(source, guide, scale=4, method: str = "mmsr", *, mask=Non
     t0 = time.perf_counter()
     prediction, details = run(pair, **options)
     out = _blend_fallback(prediction, pair)
-    if exact:
-        out = back_project(out, pair.source, pair.source_valid, pair.scale)
-    out = out.astype(np.float32)
+    out = back_project(out, pair.source, pair.source_valid, pair.scale) if exact else out.astype(np.float32)
     if not return_info:
         return out
     info = SRInfo(method=method, scale=pair.scale, exact=exact,
@@ -74,5 +76,5 @@ def superresolve_array(source, guide, scale=4, method: str = "mmsr", *, mask=Non
 def _blend_fallback(prediction: np.ndarray, pair) -> np.ndarray:
     """Guided prediction where the guide is valid, bicubic where it is not, NaN where the source is not."""
     w = pair.guide_weight
-    out = prediction if w.min() == 1.0 else w * prediction + (1.0 - w) * pair.bicubic
+    out = prediction if w.min() == 1.0 else blend(prediction, w, pair.bicubic_filled)
     return np.where(pair.hr_valid, out, np.nan)

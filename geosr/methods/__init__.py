@@ -1,7 +1,7 @@
 """The methods, each a function ``run(pair, **options) -> (hr_prediction, details)``."""
 from __future__ import annotations
 
-from ..pair import InputError
+from ..errors import InputError
 
 # Options every method accepts, whether or not it uses them, so callers can sweep methods.
 COMMON_OPTIONS = ("device", "seed", "progress")

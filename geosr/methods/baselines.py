@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..pair import InputError, Pair
+from ..errors import InputError
+from ..pair import Pair
 
 
 def bicubic(pair: Pair) -> tuple[np.ndarray, dict]:
@@ -28,7 +29,7 @@ def guided_filter(pair: Pair, radius: int | None = None, eps: float = 0.01) -> t
     if radius < 1 or eps <= 0:
         raise InputError(f"radius must be >= 1 HR pixel and eps > 0, got radius={radius}, eps={eps}")
     guide = np.ascontiguousarray(np.moveaxis(_principal_bands(pair.guide, 3), 0, -1), np.float32)
-    src = np.nan_to_num(pair.bicubic)
+    src = pair.bicubic_filled  # holes filled, so the box filter does not pull towards 0
     mean, std = float(src.mean()), float(src.std()) or 1.0
     out = ximgproc.guidedFilter(guide, ((src - mean) / std).astype(np.float32), radius, eps)
     return out.astype(np.float64) * std + mean, {"radius": radius, "eps": eps}

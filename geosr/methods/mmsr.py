@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..pair import InputError, Pair
+from ..errors import InputError
+from ..pair import Pair, blend
 
 
 @dataclass(frozen=True)
@@ -46,22 +47,34 @@ _CHECKPOINT_ABOVE = 2**25
 
 def config_for(preset: str | None = None, **overrides) -> MMSRConfig:
     """The preset's config with ``overrides`` (any MMSRConfig field) applied."""
-    name = DEFAULT_PRESET if preset is None else preset
-    if name not in PRESETS:
+    preset_name = DEFAULT_PRESET if preset is None else preset
+    if preset_name not in PRESETS:
         raise InputError(f"unknown MMSR preset {preset!r}; choose one of {sorted(PRESETS)}")
     fields = {f.name for f in dataclasses.fields(MMSRConfig)}
     unknown = set(overrides) - fields
     if unknown:
         raise InputError(f"unknown MMSR option(s) {sorted(unknown)}; valid ones are {sorted(fields)} "
                          "plus preset, device, seed, progress and checkpointing")
-    cfg = dataclasses.replace(PRESETS[name], **{k: v for k, v in overrides.items() if v is not None})
-    for name in ("source_neighbourhood", "guide_neighbourhood"):
-        v = getattr(cfg, name)
-        if not isinstance(v, (int, np.integer)) or v < 1 or v % 2 == 0:
-            raise InputError(f"{name} must be a positive odd integer (a window centred on the pixel), got {v!r}")
-    if cfg.epochs < 0 or cfg.channels < 1:
-        raise InputError(f"epochs must be >= 0 and channels >= 1, got epochs={cfg.epochs}, channels={cfg.channels}")
+    cfg = dataclasses.replace(PRESETS[preset_name], **{k: v for k, v in overrides.items() if v is not None})
+    _check_config(cfg)
     return cfg
+
+
+def _check_config(cfg: MMSRConfig) -> None:
+    def is_int(v):
+        return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+    for field in ("source_neighbourhood", "guide_neighbourhood"):
+        v = getattr(cfg, field)
+        if not is_int(v) or v < 1 or v % 2 == 0:
+            raise InputError(f"{field} must be a positive odd integer (a window centred on the pixel), got {v!r}")
+    for field, low in (("epochs", 0), ("channels", 1), ("lr_decay_every", 1)):
+        v = getattr(cfg, field)
+        if not is_int(v) or v < low:
+            raise InputError(f"{field} must be an integer >= {low}, got {v!r}")
+    if not cfg.lr > 0 or not 0 < cfg.lr_decay <= 1 or not cfg.guide_weight_decay >= 0:
+        raise InputError(f"lr must be > 0, lr_decay in (0, 1] and guide_weight_decay >= 0; got lr={cfg.lr}, "
+                         f"lr_decay={cfg.lr_decay}, guide_weight_decay={cfg.guide_weight_decay}")
 
 
 def run(pair: Pair, preset: str | None = None, device=None, seed: int = 0, progress=None,
@@ -81,7 +94,7 @@ def run(pair: Pair, preset: str | None = None, device=None, seed: int = 0, progr
     def tensor(a):
         return torch.from_numpy(np.ascontiguousarray(a, np.float32)).to(dev)
 
-    source_in = tensor((pair.source_filled() - mean) / std)[None, None]
+    source_in = tensor((pair.source_filled - mean) / std)[None, None]
     valid = tensor(pair.source_valid)[None, None]
     guide = tensor(pair.guide)[None]
     compose = _fallback_blend(pair, mean, std, tensor)
@@ -99,14 +112,14 @@ def run(pair: Pair, preset: str | None = None, device=None, seed: int = 0, progr
         with torch.no_grad():
             pred = net(guide, source_in)[0, 0].double().cpu().numpy()
     details = {"config": dataclasses.asdict(cfg), "preset": preset or DEFAULT_PRESET, "device": str(dev),
-               "seed": seed, "loss_history": history}
+               "seed": seed, "loss_history": history, "loss_cells": int(valid.sum().item())}
     return pred * std + mean, details
 
 
 def _fallback_blend(pair: Pair, mean: float, std: float, tensor):
-    """What the user gets: the network where the guide is valid, bicubic where it is not."""
+    """The loss sees what the user gets: the network where the guide is valid, bicubic where not."""
     if pair.guide_weight.min() == 1.0:
         return lambda p: p
     w = tensor(pair.guide_weight)[None, None]
-    fallback = tensor(np.nan_to_num((pair.bicubic - mean) / std))[None, None]
-    return lambda p: w * p + (1 - w) * fallback
+    fallback = tensor((pair.bicubic_filled - mean) / std)[None, None]
+    return lambda p: blend(p, w, fallback)
