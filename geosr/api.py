@@ -28,7 +28,7 @@ class SRInfo:
     details: dict = field(default_factory=dict, repr=False)
 
 
-def superresolve_array(source, guide, scale=4, method: str = "mmsr", *, mask=None, exact: bool = False,
+def superresolve_array(source, guide, scale=4, method: str = "mmsr", *, mask=None, exact: bool = True,
                        feather: float | None = None, return_info: bool = False, **options):
     """Super-resolve a 2-D ``source`` by ``scale`` using a co-registered HR ``guide``.
 
@@ -43,10 +43,12 @@ def superresolve_array(source, guide, scale=4, method: str = "mmsr", *, mask=Non
     method : "mmsr" (default), "bicubic" or "guided" (OpenCV guided filter).
     mask : optional bool array (h, w), True where the source is invalid (``numpy.ma`` style;
         for a rasterio dataset mask, 255 = valid, pass ``mask == 0``).
-    exact : if True, correct the output so avg-pool(output) equals the source on every
-        fully valid LR cell (back-projection); DEM and thermal cell means are then preserved
-        to within 1e-4 of the source's range, or float32 spacing / (2 * scale^2) where that
-        is larger (a float32 output cannot hold cell means more finely).
+    exact : True (default) corrects the output so avg-pool(output) equals the source on
+        every fully valid LR cell (back-projection): DEM and thermal cell means are kept to
+        within 1e-4 of the source's range, or float32 spacing / (2 * scale^2) where that is
+        larger (a float32 output cannot hold cell means more finely). It also lowered the
+        RMSE on every benchmark pair (benchmarks/RESULTS.md). False gives the method's raw
+        output.
     return_info : if True, return ``(output, SRInfo)``; the info carries the achieved cycle
         residual (RMSE and maximum) whether or not ``exact`` is on.
     **options : method options. For mmsr: ``preset`` ("fast" default, "depth" = the paper's
