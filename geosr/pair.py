@@ -13,7 +13,7 @@ import numpy as np
 from scipy import ndimage
 
 from .errors import InputError
-from .sampling import fill_nearest, repeat_cells, upsample_bicubic
+from .sampling import fill_nearest, repeat_cells, upsample
 
 # The default feather is at least this many HR pixels: about the reach of MMSR's guide
 # path (six 3x3 convolutions), so pixels whose features see the invalid guide are ramped.
@@ -57,8 +57,11 @@ class Pair:
 
     @cached_property
     def bicubic_filled(self) -> np.ndarray:
-        """Bicubic of the nearest-filled source: finite everywhere, for filters that cannot take NaN."""
-        return upsample_bicubic(self.source, self.source_valid, self.scale, keep_invalid=True)
+        """Bicubic of the nearest-filled source: finite everywhere, for filters that cannot take NaN.
+
+        Filling first keeps invalid cells from pulling the interpolation near them.
+        """
+        return upsample(self.source_filled, self.scale, "cubic")
 
     @cached_property
     def source_filled(self) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Resampling between the LR source grid and the HR output grid, NaN-aware.
+"""Resampling between the LR source grid and the HR output grid (gaps are filled by the caller).
 
 Convention everywhere in geosr: pixel-area alignment. HR pixel j covers LR pixel
 j // scale, and its centre sits at LR coordinate (j + 0.5) / scale - 0.5
@@ -46,19 +46,6 @@ def upsample(lr: np.ndarray, scale: int, resampling: str = "cubic") -> np.ndarra
               dst_transform=Affine.scale(1 / scale), src_crs=_GRID_CRS, dst_crs=_GRID_CRS,
               resampling=Resampling[resampling])
     return out
-
-
-def upsample_bicubic(source: np.ndarray, valid: np.ndarray, scale: int, keep_invalid: bool = False) -> np.ndarray:
-    """NaN-aware bicubic upsampling (float64).
-
-    Invalid LR pixels are first filled from their nearest valid neighbour, so they do not
-    pull the interpolation near them. HR pixels inside invalid LR cells are NaN unless
-    ``keep_invalid`` (then they hold the interpolated fill, finite everywhere).
-    """
-    up = upsample(fill_nearest(np.where(valid, source, 0.0), valid), scale, "cubic")
-    if not keep_invalid:
-        up[~repeat_cells(valid, scale)] = np.nan
-    return up
 
 
 # Any projected CRS will do for array-only resampling; GDAL only needs one to be set.
