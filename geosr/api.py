@@ -77,6 +77,5 @@ def superresolve_array(source, guide, scale=4, method: str = "mmsr", *, mask=Non
 
 def _blend_fallback(prediction: np.ndarray, pair) -> np.ndarray:
     """Guided prediction where the guide is valid, bicubic where it is not, NaN where the source is not."""
-    w = pair.guide_weight
-    out = prediction if w.min() == 1.0 else blend(prediction, w, pair.bicubic_filled)
+    out = prediction if pair.guide_complete else blend(prediction, pair.guide_weight, pair.bicubic_filled)
     return np.where(pair.hr_valid, out, np.nan)

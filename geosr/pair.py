@@ -44,6 +44,11 @@ class Pair:
         return self.guide.shape[-2:]
 
     @cached_property
+    def guide_complete(self) -> bool:
+        """True when the guide is trusted everywhere, so no bicubic fallback needs blending in."""
+        return bool(self.guide_weight.min() == 1.0)
+
+    @cached_property
     def hr_valid(self) -> np.ndarray:
         """HR pixels that get a value: those inside valid source cells."""
         return repeat_cells(self.source_valid, self.scale)

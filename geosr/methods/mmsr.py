@@ -120,7 +120,7 @@ def run(pair: Pair, preset: str | None = None, device=None, seed: int = 0, progr
 
 def _fallback_blend(pair: Pair, mean: float, std: float, tensor):
     """The loss sees what the user gets: the network where the guide is valid, bicubic where not."""
-    if pair.guide_weight.min() == 1.0:
+    if pair.guide_complete:
         return lambda p: p
     w = tensor(pair.guide_weight)[None, None]
     fallback = tensor((pair.bicubic_filled - mean) / std)[None, None]
