@@ -1,10 +1,14 @@
 """geosr: guided super-resolution of rasters (DEM, thermal) with a high-resolution image as guide.
 
-Importing geosr does not import torch; the learned methods load it when they run.
+Importing geosr registers the ``DataArray.geosr`` accessor. It does not import torch; the
+learned methods load it when they run.
 """
 from ._version import __version__
-from .api import SRInfo, superresolve_array
-from .metrics import CycleResidual, cycle_residual
+from . import accessor as _accessor  # noqa: F401  (registers DataArray.geosr)
+from .api import SRInfo, superresolve, superresolve_array
 from .errors import InputError
+from .io import open_raster, write
+from .metrics import CycleResidual, cycle_residual
 
-__all__ = ["__version__", "superresolve_array", "SRInfo", "cycle_residual", "CycleResidual", "InputError"]
+__all__ = ["__version__", "superresolve", "superresolve_array", "open_raster", "write", "SRInfo",
+           "cycle_residual", "CycleResidual", "InputError"]

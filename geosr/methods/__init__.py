@@ -39,6 +39,31 @@ def _call(fn, pair, options):
     return fn(pair, **options)
 
 
+def check_options(name: str, options: dict) -> None:
+    """Raise the InputError a run would raise for bad options, before any work starts."""
+    get_method(name)
+    if name == "mmsr":
+        from .mmsr import config_for
+
+        config_for(options.get("preset"), **{k: v for k, v in options.items()
+                                             if k not in (*COMMON_OPTIONS, "preset", "checkpointing")})
+        if options.get("device") is not None:
+            from ..fit import resolve_device
+
+            resolve_device(options["device"])
+        return
+    from . import baselines
+
+    fn = {"bicubic": baselines.bicubic, "guided": baselines.guided_filter}[name]
+    import inspect
+
+    params = [p for p in inspect.signature(fn).parameters if p != "pair"]
+    unknown = sorted(set(_drop_common(options)) - set(params))
+    if unknown:
+        raise InputError(f"unknown option(s) {unknown} for method {name!r}; valid ones are "
+                         f"{params + list(COMMON_OPTIONS)}")
+
+
 METHODS = {"mmsr": _mmsr, "bicubic": _bicubic, "guided": _guided}
 
 

@@ -1,0 +1,125 @@
+"""The output grid, and the guide brought onto it.
+
+odc-geo's immutable ``GeoBox`` (CRS, affine transform, shape) is the single source of
+truth for every grid here. The output grid is derived from the source's transform, never
+from its coordinates: pixel-centre coordinates carry float noise (rioxarray#298).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import xarray as xr
+from affine import Affine
+from odc.geo.geobox import GeoBox
+
+from .errors import InputError
+
+# Guide pixels up to this much larger than output pixels still count as "as fine as the output".
+_COARSER_TOLERANCE = 1.1
+# A guide at least this much finer than the output grid is averaged onto it, not interpolated.
+_AVERAGE_BELOW = 1 / 1.5
+
+
+def geobox_of(da: xr.DataArray, role: str) -> GeoBox:
+    """The grid of a georeferenced DataArray, or an InputError that says how to georeference it."""
+    import rioxarray  # noqa: F401  (registers .rio)
+
+    spatial_ref = da.coords.get(da.rio.grid_mapping)
+    has_gcps = spatial_ref is not None and "gcps" in spatial_ref.attrs
+    transform = da.rio.transform(recalc=False)
+    if has_gcps and transform == Affine.identity():
+        raise not_gridded(role, "ground control points (GCPs)")
+    if da.rio.crs is None:
+        raise InputError(
+            f"the {role} has no CRS, so it cannot be placed on a map. Assign the right one first, "
+            f"e.g. `rio edit-info --crs EPSG:32633 FILE` or `gdal_edit.py -a_srs EPSG:32633 FILE`.")
+    if transform == Affine.identity():
+        raise InputError(f"the {role} has a CRS but no geotransform (its pixels are not placed on the map). "
+                         "Give it one, e.g. `gdal_edit.py -a_ullr ULX ULY LRX LRY FILE`, or warp it with gdalwarp.")
+    if transform.determinant == 0:
+        raise InputError(f"the {role}'s geotransform {tuple(transform)[:6]} is degenerate (zero pixel area).")
+    return GeoBox(da.rio.shape, transform, da.rio.crs)
+
+
+def not_gridded(role: str, what: str) -> InputError:
+    return InputError(
+        f"the {role} is georeferenced only by {what}, not by a geotransform. geosr needs a regular grid: "
+        f"warp it first, e.g. `gdalwarp -r bilinear {'-rpc ' if 'RPC' in what else ''}IN.tif OUT.tif`, "
+        "and pass the warped file.")
+
+
+def output_grid(source: GeoBox, scale: int) -> GeoBox:
+    """The source grid refined by ``scale``: same CRS and origin, transform * Affine.scale(1/scale)."""
+    h, w = source.shape
+    return GeoBox((h * scale, w * scale), source.affine @ Affine.scale(1 / scale), source.crs)
+
+
+def pixel_size(gbox: GeoBox, crs=None) -> float:
+    """Side of a square with the mean pixel area, in the units of ``crs`` (default: the grid's own)."""
+    if crs is None or gbox.crs == crs:
+        return math.sqrt(abs(gbox.affine.determinant))
+    area = gbox.extent.to_crs(crs).area
+    return math.sqrt(area / (gbox.shape[0] * gbox.shape[1]))
+
+
+def check_overlap(source: GeoBox, other: GeoBox, role: str) -> None:
+    footprint = other.extent.to_crs(source.crs)
+    if not footprint.intersects(source.extent):
+        raise InputError(
+            f"the {role} does not overlap the source: the source covers {_bounds(source.extent)} and the "
+            f"{role} {_bounds(footprint)} (both in the source's CRS {source.crs.epsg or source.crs}). "
+            "Check that both rasters show the same place and that their CRS are set correctly.")
+
+
+def _bounds(geom) -> str:
+    x0, y0, x1, y1 = geom.boundingbox
+    return f"x {x0:.6g}..{x1:.6g}, y {y0:.6g}..{y1:.6g}"
+
+
+def same_grid(a: GeoBox, b: GeoBox) -> bool:
+    """Same CRS and shape, and transforms equal to within 1e-6 pixel."""
+    if a.shape != b.shape or a.crs != b.crs:
+        return False
+    pa, pb = np.array(tuple(a.affine)[:6]), np.array(tuple(b.affine)[:6])
+    return bool(np.allclose(pa, pb, rtol=0, atol=1e-6 * pixel_size(a)))
+
+
+def choose_resampling(guide: GeoBox, target: GeoBox) -> str:
+    """``average`` for a guide finer than the output grid (it anti-aliases), else ``bilinear``."""
+    ratio = pixel_size(guide, target.crs) / pixel_size(target)
+    return "average" if ratio < _AVERAGE_BELOW else "bilinear"
+
+
+def guide_onto(guide: xr.DataArray, guide_box: GeoBox, target: GeoBox, resampling: str = "auto") -> xr.DataArray:
+    """The guide (band, y, x, float with NaN = invalid) on ``target``, lazily.
+
+    A guide already on the target grid passes through untouched (bit-identical). Otherwise
+    it is warped by GDAL with ``resampling`` ("auto": ``average`` when the guide is more
+    than 1.5x finer than the target, ``bilinear`` otherwise); NaN pixels are excluded from
+    the resampling kernel, and target pixels with no valid guide pixel become NaN.
+    """
+    ratio = pixel_size(guide_box, target.crs) / pixel_size(target)
+    if ratio > _COARSER_TOLERANCE:
+        warnings.warn(
+            f"the guide's pixels (about {pixel_size(guide_box, target.crs):.4g} {_units(target)}) are {ratio:.2g}x "
+            f"coarser than the output's ({pixel_size(target):.4g}): the guide has no detail at the output "
+            "resolution, so the result cannot be sharper than it. Use a finer guide or a smaller scale.",
+            UserWarning, stacklevel=3)
+    if same_grid(guide_box, target):
+        return guide
+    import odc.geo.xr  # noqa: F401  (registers .odc)
+
+    if resampling == "auto":
+        resampling = choose_resampling(guide_box, target)
+    g = guide.copy()
+    g.attrs = {"nodata": np.nan}
+    g.encoding = {}
+    out = g.odc.reproject(target, resampling=resampling, dst_nodata=np.nan)
+    ydim, xdim = out.odc.spatial_dims  # "latitude"/"longitude" on a geographic grid
+    return out.transpose("band", ydim, xdim).rename({ydim: "y", xdim: "x"})
+
+
+def _units(gbox: GeoBox) -> str:
+    return "degrees" if gbox.crs.geographic else (gbox.crs.units[0] if gbox.crs.units else "units")

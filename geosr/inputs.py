@@ -1,0 +1,175 @@
+"""What a raster says about itself: which band to use, which pixels are valid, which units.
+
+Validity comes from every place GDAL users put it: the nodata value (compared in the
+raster's own dtype, because a float32 sentinel such as -3.4e38 is not equal to its
+float64 widening), NaN and +-Inf, an alpha band, and a GDAL per-dataset mask (.msk or
+internal mask). The source comes out as float64 in physical units, the guide as float32;
+both hold NaN where invalid, and both stay lazy.
+
+Scale/offset policy: a source with scale/offset tags (e.g. Landsat Collection 2 surface
+temperature, DN * 0.00341802 + 149) is converted to physical units before anything else,
+and the output is written in those units with no scale/offset tags, so no reader can apply
+the scaling twice.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import xarray as xr
+
+from .errors import InputError
+
+
+def as_bands(da: xr.DataArray, role: str) -> xr.DataArray:
+    """The DataArray as (band, y, x), whatever the caller passed."""
+    if not isinstance(da, xr.DataArray):
+        raise InputError(f"the {role} must be an xarray.DataArray (e.g. from rioxarray.open_rasterio), "
+                         f"got {type(da).__name__}. For plain arrays use geosr.superresolve_array.")
+    if da.ndim == 2:
+        da = da.expand_dims(band=[1])
+    if da.ndim != 3 or "band" not in da.dims:
+        raise InputError(f"the {role} must have dims (band, y, x) or (y, x), got {da.dims}")
+    return da.transpose("band", ...)
+
+
+def _band_numbers(da: xr.DataArray) -> list[int]:
+    """1-based band numbers as GDAL counts them."""
+    values = da["band"].values if "band" in da.coords else np.arange(1, da.sizes["band"] + 1)
+    return [int(v) for v in values]
+
+
+def select_bands(da: xr.DataArray, bands, role: str) -> xr.DataArray:
+    numbers = _band_numbers(da)
+    missing = [b for b in bands if b not in numbers]
+    if missing:
+        raise InputError(f"the {role} has bands {numbers}; band(s) {missing} do not exist")
+    return da.isel(band=[numbers.index(b) for b in bands])
+
+
+def source_band(source: xr.DataArray, band: int | None = None, nodata=None) -> xr.DataArray:
+    """One band of the source as lazy float64 (y, x) in physical units, NaN where invalid."""
+    da = as_bands(source, "source")
+    file = _file_info(da)
+    numbers = [b for b in _band_numbers(da) if b not in file.alpha]
+    if band is None:
+        if len(numbers) != 1:
+            raise InputError(f"the source has {len(numbers)} bands {numbers}; choose the one to super-resolve "
+                             "with band=N (--band N on the command line).")
+        band = numbers[0]
+    one = select_bands(da, [int(band)], "source")
+    valid = _valid(one, file, nodata)
+    scale, offset = float(da.attrs.get("scale_factor", 1.0)), float(da.attrs.get("add_offset", 0.0))
+    values = one.astype(np.float64)
+    if (scale, offset) != (1.0, 0.0):
+        values = values * scale + offset
+    out = values.where(valid)[0]
+    out.attrs = {k: v for k, v in da.attrs.items() if k not in _DROPPED_ATTRS}
+    return out
+
+
+def guide_stack(guide: xr.DataArray, bands=None, nodata=None) -> xr.DataArray:
+    """The guide as lazy float32 (band, y, x), NaN where invalid; an alpha band is a mask, never a band."""
+    da = as_bands(guide, "guide")
+    file = _file_info(da)
+    numbers = _band_numbers(da)
+    if bands is None:
+        bands = [b for b in numbers if b not in file.alpha]
+    elif any(b in file.alpha for b in bands):
+        raise InputError(f"guide band(s) {[b for b in bands if b in file.alpha]} are alpha (transparency) bands; "
+                         "they mark valid pixels and are used as the mask automatically. Choose image bands.")
+    if not bands:
+        raise InputError("the guide has no image band (only alpha)")
+    chosen = select_bands(da, [int(b) for b in bands], "guide")
+    valid = _valid(chosen, file, nodata).all("band")
+    alpha = [b for b in numbers if b in file.alpha]
+    if alpha:
+        valid = valid & (select_bands(da, alpha, "guide") > 0).all("band")
+    return chosen.astype(np.float32).where(valid)
+
+
+# Attributes that describe the encoding of the input, not the output.
+_DROPPED_ATTRS = {"scale_factor", "add_offset", "_FillValue", "missing_value", "nodata",
+                  "STATISTICS_MAXIMUM", "STATISTICS_MEAN", "STATISTICS_MINIMUM", "STATISTICS_STDDEV",
+                  "STATISTICS_VALID_PERCENT"}
+
+
+def _valid(da: xr.DataArray, file: "_FileInfo", nodata=None) -> xr.DataArray:
+    """Lazy bool (band, y, x): finite, not the nodata value (in the raster's dtype), not masked by GDAL."""
+    valid = np.isfinite(da) if da.dtype.kind == "f" else xr.ones_like(da, dtype=bool)
+    nodata = da.rio.nodata if nodata is None else nodata
+    if nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata)):
+        typed = _in_dtype(nodata, da.dtype)
+        if typed is not None:
+            valid = valid & (da != typed)
+    if file.mask is not None:
+        valid = valid & file.mask
+    return valid
+
+
+def _in_dtype(value, dtype):
+    """``value`` as the raster's dtype, or None when the dtype cannot hold it (then nothing matches)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        typed = np.array(value).astype(dtype)
+    if np.issubdtype(dtype, np.integer) and float(typed) != float(value):
+        return None
+    return typed[()]
+
+
+class _FileInfo:
+    """Alpha bands and the GDAL per-dataset mask of the file a DataArray was opened from."""
+
+    def __init__(self, alpha=(), mask=None):
+        self.alpha, self.mask = set(alpha), mask
+
+
+def _file_info(da: xr.DataArray) -> _FileInfo:
+    path = da.encoding.get("source")
+    if not path:
+        return _FileInfo()
+    import rasterio
+    from rasterio.enums import ColorInterp, MaskFlags
+
+    try:
+        with rasterio.open(path) as src:
+            alpha = [i + 1 for i, c in enumerate(src.colorinterp) if c == ColorInterp.alpha]
+            per_dataset = any(MaskFlags.per_dataset in f and MaskFlags.alpha not in f for f in src.mask_flag_enums)
+            window = _window_in(src, da) if per_dataset else None
+    except rasterio.errors.RasterioError:
+        return _FileInfo()
+    mask = _lazy_gdal_mask(path, da, window) if window is not None else None
+    return _FileInfo(alpha, mask)
+
+
+def _window_in(src, da):
+    """Row/column offset of ``da`` inside the file, if it is an unresampled crop of it."""
+    t = da.rio.transform(recalc=False)
+    if tuple(t)[:2] + tuple(t)[3:5] != tuple(src.transform)[:2] + tuple(src.transform)[3:5]:
+        return None
+    col, row = ~src.transform @ (t.c, t.f)
+    if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
+        return None
+    return int(round(row)), int(round(col))
+
+
+def _lazy_gdal_mask(path, da, offset):
+    """The file's GDAL mask band over ``da``'s window, read block by block (dask) or at once."""
+    import dask.array as dsa
+    import rasterio
+    from rasterio.windows import Window
+
+    row0, col0 = offset
+    h, w = da.sizes["y"], da.sizes["x"]
+
+    def read(block_info=None):
+        (y0, y1), (x0, x1) = block_info[None]["array-location"]
+        with rasterio.open(path) as src:
+            return src.read_masks(1, window=Window(col0 + x0, row0 + y0, x1 - x0, y1 - y0)) > 0
+
+    if da.chunks is not None:
+        chunks = da.chunks[da.dims.index("y")], da.chunks[da.dims.index("x")]
+        data = dsa.map_blocks(read, chunks=chunks, dtype=bool, meta=np.array((), bool))
+    else:
+        data = read({None: {"array-location": [(0, h), (0, w)]}})
+    return xr.DataArray(data, dims=("y", "x"), coords={"y": da["y"], "x": da["x"]})

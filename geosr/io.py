@@ -1,0 +1,175 @@
+"""Opening rasters by GDAL dataset name, and writing results as GeoTIFF or COG, atomically.
+
+Nothing is ever half-written: the output goes to a hidden temporary file beside the
+target, which is renamed into place only when complete; on any error or interrupt the
+temporary file is removed. An existing output is replaced only with ``overwrite=True``,
+and never when it is one of the inputs.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from .errors import InputError
+
+# GeoTIFF defaults: float32, 512 x 512 tiles, DEFLATE with the floating-point predictor.
+GTIFF_OPTIONS = {"TILED": "YES", "BLOCKXSIZE": "512", "BLOCKYSIZE": "512", "COMPRESS": "DEFLATE",
+                 "PREDICTOR": "3", "BIGTIFF": "IF_SAFER"}
+# COG defaults (the COG driver's own option names); overviews average, as a DEM or thermal band needs.
+COG_OPTIONS = {"BLOCKSIZE": "512", "COMPRESS": "DEFLATE", "PREDICTOR": "YES", "BIGTIFF": "IF_SAFER",
+               "OVERVIEW_RESAMPLING": "AVERAGE"}
+# Chunk of the lazy read; the tiler rechunks to its tiles.
+READ_CHUNKS = 1024
+
+
+def open_raster(name: str, role: str = "raster", chunks: int | None = READ_CHUNKS) -> xr.DataArray:
+    """Open a GDAL dataset name (a path, a VRT, ``/vsizip/...``, a URL) lazily as (band, y, x).
+
+    Existence is checked by opening the dataset, so every name GDAL understands works.
+    Rasters georeferenced only by GCPs or RPCs are refused with the gdalwarp command to fix them.
+    """
+    import rasterio
+    import rioxarray
+
+    from .grid import not_gridded
+
+    try:
+        with rasterio.open(name) as src:
+            gcps, rpcs, transform, subdatasets = src.gcps[0], src.rpcs, src.transform, src.subdatasets
+            count = src.count
+    except rasterio.errors.RasterioIOError as e:
+        raise InputError(f"cannot open the {role} {name!r} as a raster: {e}. Give a file GDAL can read "
+                         "(GeoTIFF, JPEG2000, VRT, ...); paths inside archives need /vsizip/ and the like.") from None
+    if count == 0 and subdatasets:
+        raise InputError(f"the {role} {name!r} is a container of {len(subdatasets)} subdatasets; "
+                         f"pass one of them, e.g. {subdatasets[0]!r}")
+    if transform.is_identity and (gcps or rpcs):
+        raise not_gridded(role, "ground control points (GCPs)" if gcps else "rational polynomial coefficients (RPCs)")
+    da = rioxarray.open_rasterio(name, chunks=None if chunks is None else {"y": chunks, "x": chunks},
+                                 mask_and_scale=False, lock=False)
+    if isinstance(da, list):  # several subdatasets of different shapes
+        raise InputError(f"the {role} {name!r} holds several rasters; pass one subdataset")
+    return da
+
+
+def output_nodata(source_nodata, dst_nodata=None) -> float:
+    """The output's nodata: ``dst_nodata`` if given, else the source's if float32 holds it exactly, else NaN."""
+    if dst_nodata is not None:
+        value = float(dst_nodata)
+        if not np.isnan(value) and float(np.float32(value)) != value:
+            raise InputError(f"dst_nodata {dst_nodata} cannot be stored in a float32 output; pick another value or nan")
+        return value
+    if source_nodata is None:
+        return float("nan")
+    value = float(source_nodata)
+    return value if np.isnan(value) or float(np.float32(value)) == value else float("nan")
+
+
+def check_output(path, inputs=(), overwrite: bool = False, nbytes: int = 0) -> Path:
+    """Refuse, before any work, an output that would replace an input, clobber a file, or cannot fit."""
+    path = Path(path)
+    for name in inputs:
+        if name and _same_file(path, name):
+            raise InputError(f"the output {path} is the input {name}; geosr never writes over its inputs "
+                             "(not even with --overwrite). Choose another output name with -o.")
+    if path.exists() and not overwrite:
+        raise InputError(f"{path} exists; pass --overwrite (overwrite=True) to replace it, or choose another -o")
+    if path.is_dir():
+        raise InputError(f"{path} is a folder; give a file name for the output")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise InputError(f"the output folder {folder} does not exist; create it first or choose another -o")
+    probe = folder / f".geosr-write-test-{os.getpid()}"
+    try:
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        raise InputError(f"cannot write to the output folder {folder} ({e.strerror}); choose another -o") from None
+    free = shutil.disk_usage(folder).free
+    if nbytes > free:
+        raise InputError(
+            f"the output needs up to {_size(nbytes)} (uncompressed float32) but {folder} has {_size(free)} free. "
+            "Free space, write elsewhere with -o, or process a smaller area (--bounds) or scale.")
+    return path
+
+
+def _same_file(path: Path, name) -> bool:
+    other = Path(str(name))
+    if path.exists() and other.exists():
+        return os.path.samefile(path, other)
+    return path.resolve() == other.resolve()
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1024 or unit == "PB":
+            return f"{n:.3g} {unit}"
+        n /= 1024
+
+
+def output_bytes(shape, cog: bool) -> int:
+    """Uncompressed float32 size; a COG is written via a temporary GeoTIFF and carries overviews."""
+    n = int(np.prod(shape, dtype=np.float64)) * 4
+    return int(n * (1 + 1 + 1 / 3)) if cog else n
+
+
+def write(da: xr.DataArray, path, cog: bool = False, overwrite: bool = False, progress: bool | None = None,
+          **creation_options) -> Path:
+    """Write a (lazy) result as float32 GeoTIFF, or COG with ``cog=True``, streaming tile by tile.
+
+    Defaults: 512 x 512 tiles, DEFLATE with the floating-point predictor, BIGTIFF=IF_SAFER;
+    a COG gets AVERAGE overviews. ``creation_options`` (GDAL names, any case) override them.
+    The CRS, transform, nodata, band description, units, AREA_OR_POINT and the ``geosr_*``
+    provenance attributes are written. Dask computes each block once and writes it under a
+    lock, so the whole raster is never held in memory.
+    """
+    from .tiling import TileProgress
+
+    if da.ndim != 2:
+        raise InputError(f"write() takes a single-band (y, x) result, got dims {da.dims}")
+    inputs = da.encoding.get("geosr_inputs", ())
+    path = check_output(path, inputs, overwrite, output_bytes(da.shape, cog))
+    options = {k.upper(): str(v) for k, v in creation_options.items()}
+    tmp = path.with_name(f".{path.name}.geosr-partial-{os.getpid()}.tif")
+    tmp_cog = path.with_name(f".{path.name}.geosr-partial-{os.getpid()}.cog.tif")
+    try:
+        gtiff = {**GTIFF_OPTIONS, **({} if cog else options)}
+        with TileProgress(disable=progress is False):
+            da.rio.to_raster(tmp, driver="GTiff", dtype="float32", tags=_tags(da), lock=threading.Lock(),
+                             recalc_transform=False,
+                             **{k.lower(): v for k, v in gtiff.items()})
+        _describe_band(tmp, da)
+        if cog:
+            import rasterio.shutil
+
+            rasterio.shutil.copy(tmp, tmp_cog, driver="COG", **{**COG_OPTIONS, **options})
+            os.replace(tmp_cog, path)
+        else:
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        tmp_cog.unlink(missing_ok=True)
+    return path
+
+
+def _tags(da: xr.DataArray) -> dict[str, str]:
+    keep = {k: v for k, v in da.attrs.items() if k not in ("long_name", "units", "_FillValue", "nodata")}
+    return {k: str(v) for k, v in keep.items()}
+
+
+def _describe_band(path: Path, da: xr.DataArray) -> None:
+    import rasterio
+
+    name, units = da.attrs.get("long_name"), da.attrs.get("units")
+    if not (name or units):
+        return
+    with rasterio.open(path, "r+") as dst:
+        if name:
+            dst.set_band_description(1, str(name if isinstance(name, str) else name[0]))
+        if units:
+            dst.set_band_unit(1, str(units))

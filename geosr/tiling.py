@@ -1,0 +1,187 @@
+"""Two-resolution tiling: LR source tiles with halos, paired with HR guide tiles, blended without seams.
+
+xarray's map_blocks/apply_ufunc and dask's multi-array map_overlap cannot pair arrays at
+two resolutions, so the graph is built here by hand, in two layers:
+
+1. ``geosr-fit``: one task per tile. The LR tile with a halo of ``overlap`` pixels on
+   each inner side, and the guide tile with ``scale * overlap`` HR pixels, go to the
+   method; its HR output is multiplied by a blending window.
+2. ``geosr-blend``: one task per output block (the tile's core). It sums the windowed
+   outputs of the tile and its neighbours that reach into the block. The windows are
+   raised-cosine ramps across each shared band, and a ramp and its neighbour's mirror add
+   up to exactly 1, so the mosaic is a convex combination with no seam. Each tile's
+   padding artefacts sit at its outer edge, where its weight is near 0.
+
+Blocks are cell-aligned (an HR block is ``scale`` x an LR block), so the per-cell
+exactness correction can be re-applied after blending.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+FIT_LAYER = "geosr-fit"
+BLEND_LAYER = "geosr-blend"
+
+
+def split(n: int, tile: int, min_chunk: int) -> tuple[int, ...]:
+    """Near-equal chunk sizes covering ``n``: about ``tile`` each, none below ``min_chunk``."""
+    k = max(1, math.ceil(n / tile))
+    while k > 1 and n // k < min_chunk:
+        k -= 1
+    base, extra = divmod(n, k)
+    return tuple(base + (1 if i < extra else 0) for i in range(k))
+
+
+def window(length: int, before: int, after: int) -> np.ndarray:
+    """1-D blending weights over a haloed tile of ``length`` HR pixels.
+
+    ``before``/``after`` are the HR halo widths; the shared band with a neighbour is twice
+    the halo. Over it the weight falls from 1 to 0 as 0.5 * (1 + cos), and the neighbour's
+    is 1 minus that, so the two sum to 1.
+    """
+    w = np.ones(length)
+    if after:
+        w[length - 2 * after:] = _fall(2 * after)
+    if before:
+        w[: 2 * before] = 1.0 - _fall(2 * before)
+    return w
+
+
+def _fall(n: int) -> np.ndarray:
+    return 0.5 * (1.0 + np.cos(np.pi * (np.arange(n) + 0.5) / n))
+
+
+def tiled(source, guide, scale: int, tile_size: int, overlap: int, fit, exact: bool, token: str):
+    """Lazy HR float32 mosaic of ``fit(lr_tile, hr_guide_tile)`` over all tiles.
+
+    source: dask (h, w) float64, NaN = invalid. guide: dask (bands, h*scale, w*scale).
+    ``fit`` must be a picklable function (it may run in another process).
+    """
+    import dask.array as da
+    from dask.highlevelgraph import HighLevelGraph
+
+    h, w = source.shape
+    ys, xs = split(h, tile_size, 2 * overlap), split(w, tile_size, 2 * overlap)
+    dy = overlap if len(ys) > 1 else 0
+    dx = overlap if len(xs) > 1 else 0
+    src = source.rechunk((ys, xs))
+    gd = guide.rechunk((guide.shape[0], tuple(c * scale for c in ys), tuple(c * scale for c in xs)))
+    lo = da.overlap.overlap(src, depth={0: dy, 1: dx}, boundary="none")
+    ho = da.overlap.overlap(gd, depth={0: 0, 1: dy * scale, 2: dx * scale}, boundary="none")
+
+    y_span, x_span = _spans(ys, dy, scale), _spans(xs, dx, scale)
+    fit_name, blend_name = f"{FIT_LAYER}-{token}", f"{BLEND_LAYER}-{token}"
+    fits = {}
+    for i, (y0, y1, yb, ya) in enumerate(y_span):
+        wy = window(y1 - y0, yb, ya)
+        for j, (x0, x1, xb, xa) in enumerate(x_span):
+            wx = window(x1 - x0, xb, xa)
+            fits[(fit_name, i, j)] = (_fit_tile, (lo.name, i, j), (ho.name, 0, i, j), wy, wx, fit)
+    blends = {}
+    cores_y, cores_x = _cores(ys, scale), _cores(xs, scale)
+    for i, (cy0, cy1) in enumerate(cores_y):
+        for j, (cx0, cx1) in enumerate(cores_x):
+            pieces = []
+            for ti in range(max(0, i - 1), min(len(ys), i + 2)):
+                for tj in range(max(0, j - 1), min(len(xs), j + 2)):
+                    sy = _intersect(y_span[ti], cy0, cy1)
+                    sx = _intersect(x_span[tj], cx0, cx1)
+                    if sy and sx:
+                        pieces.append(((fit_name, ti, tj), (sy[0], sx[0]), (sy[1], sx[1])))
+            keys = [p[0] for p in pieces]
+            blends[(blend_name, i, j)] = (_blend, (cy1 - cy0, cx1 - cx0), keys, [p[1:] for p in pieces],
+                                          (src.name, i, j), scale, exact)
+    haloed = (tuple(b - a for a, b, _, _ in y_span), tuple(b - a for a, b, _, _ in x_span))
+    tiles = da.Array(HighLevelGraph.from_collections(fit_name, fits, dependencies=[lo, ho]), fit_name,
+                     chunks=haloed, dtype=np.float64)
+    graph = HighLevelGraph.from_collections(blend_name, blends, dependencies=[tiles, src])
+    chunks = (tuple(c * scale for c in ys), tuple(c * scale for c in xs))
+    return da.Array(graph, blend_name, chunks=chunks, dtype=np.float32)
+
+
+def _spans(chunks, depth, scale):
+    """Per tile along one axis: HR start and end including halos, and the HR halo before/after."""
+    edges = np.concatenate([[0], np.cumsum(chunks)])
+    n = len(chunks)
+    out = []
+    for i in range(n):
+        before = depth if i > 0 else 0
+        after = depth if i < n - 1 else 0
+        out.append((int(edges[i] - before) * scale, int(edges[i + 1] + after) * scale, before * scale, after * scale))
+    return out
+
+
+def _cores(chunks, scale):
+    edges = np.concatenate([[0], np.cumsum(chunks)]) * scale
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def _intersect(span, c0, c1):
+    """(slice in the tile, slice in the block) where a haloed tile meets the core block [c0, c1)."""
+    t0, t1 = span[0], span[1]
+    a, b = max(t0, c0), min(t1, c1)
+    if a >= b:
+        return None
+    return slice(a - t0, b - t0), slice(a - c0, b - c0)
+
+
+def _fit_tile(lr, hr_guide, wy, wx, fit):
+    out = np.asarray(fit(lr, hr_guide), np.float64)
+    return out * wy[:, None] * wx[None, :]
+
+
+def _blend(shape, tiles, slices, lr, scale, exact):
+    if len(tiles) == 1:  # a lone tile: its output as the method gave it
+        (src_sl, dst_sl), = slices
+        return np.asarray(tiles[0][src_sl], np.float32)
+    out = np.zeros(shape)
+    for tile, (src_sl, dst_sl) in zip(tiles, slices):
+        out[dst_sl] += tile[src_sl]
+    if not exact:
+        return out.astype(np.float32)
+    from .backprojection import back_project
+
+    return back_project(out, lr, np.isfinite(lr), scale)
+
+
+class TileProgress:
+    """A tqdm bar counting fitted tiles while dask computes (local schedulers).
+
+    Use as a context manager around ``.compute()``, ``.rio.to_raster`` or ``geosr.write``.
+    """
+
+    def __init__(self, disable: bool | None = None):
+        from dask.callbacks import Callback
+
+        bar = {}
+
+        def start_state(dsk, state):
+            from tqdm.auto import tqdm
+
+            total = sum(1 for k in dsk if _is_fit(k))
+            if total and "bar" not in bar:
+                bar["bar"] = tqdm(total=total, desc="tiles", unit="tile", disable=disable)
+
+        def posttask(key, result, dsk, state, worker_id):
+            if _is_fit(key) and "bar" in bar:
+                bar["bar"].update(1)
+
+        def finish(dsk, state, errored):
+            if "bar" in bar:
+                bar.pop("bar").close()
+
+        self._callback = Callback(start_state=start_state, posttask=posttask, finish=finish)
+
+    def __enter__(self):
+        self._callback.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self._callback.__exit__(*exc)
+
+
+def _is_fit(key) -> bool:
+    name = key[0] if isinstance(key, tuple) else key
+    return isinstance(name, str) and name.startswith(FIT_LAYER)

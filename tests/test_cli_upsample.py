@@ -1,0 +1,180 @@
+"""`geosr upsample`: bad input gets a clear message and a non-zero exit, and nothing is left behind.
+
+Every case checks that the output folder holds no output or temporary file afterwards and
+that the inputs are byte-for-byte untouched.
+"""
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from click.testing import CliRunner
+from rasterio.windows import Window
+
+from geosr.cli import main
+
+from conftest import degrade, write_tif
+
+
+@pytest.fixture(scope="module")
+def files(fieldimager, tmp_path_factory):
+    dsm, ortho = fieldimager
+    d = tmp_path_factory.mktemp("cli_inputs")
+    source, _ = degrade(dsm, d / "src.tif", 4, Window(150, 150, 96, 96))  # 24 x 24 source pixels
+    with rasterio.open(ortho) as g:
+        win = rasterio.windows.from_bounds(*rasterio.open(source).bounds, transform=g.transform)
+        win = win.round_offsets().round_lengths()
+        guide = write_tif(d / "ortho.tif", g.read(window=win), g.crs, g.window_transform(win), nodata=g.nodata)
+    return {"source": source, "guide": guide, "dir": d}
+
+
+def _digest(paths):
+    return {p: hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths}
+
+
+def _upsample(args, out_dir, inputs):
+    before = _digest(inputs)
+    listing = sorted(os.listdir(out_dir))
+    res = CliRunner().invoke(main, ["upsample", *map(str, args)])
+    assert _digest(inputs) == before, "an input was modified"
+    return res, listing
+
+
+def _fails(args, out_dir, inputs, message, new_files=()):
+    res, listing = _upsample(args, out_dir, inputs)
+    assert res.exit_code != 0, res.output
+    assert message in res.output, res.output
+    assert "Traceback" not in res.output
+    assert sorted(os.listdir(out_dir)) == sorted([*listing, *new_files]), "something was left behind"
+    return res
+
+
+def test_upsample_writes_the_default_output_name(files, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res, _ = _upsample([files["source"], files["guide"], "--scale", "4", "--epochs", "2", "-q"], tmp_path,
+                       [files["source"], files["guide"]])
+    assert res.exit_code == 0, res.output
+    assert os.listdir(tmp_path) == ["src_x4.tif"]
+    with rasterio.open(tmp_path / "src_x4.tif") as r, rasterio.open(files["source"]) as s:
+        assert r.shape == (96, 96) and r.transform == s.transform @ Affine.scale(0.25) and r.crs == s.crs
+
+
+def test_help_shows_examples_and_version_works():
+    res = CliRunner().invoke(main, ["upsample", "--help"])
+    assert res.exit_code == 0 and "geosr upsample dem.tif ortho.tif --scale 4" in res.output
+    import geosr
+
+    assert geosr.__version__ in CliRunner().invoke(main, ["--version"]).output
+
+
+def test_missing_and_non_raster_inputs(files, tmp_path):
+    ins = [files["source"], files["guide"]]
+    out = tmp_path / "o.tif"
+    _fails([tmp_path / "nope.tif", files["guide"], "-o", out], tmp_path, ins, "cannot open the source")
+    text = tmp_path / "notes.tif"
+    text.write_text("not a raster")
+    _fails([files["source"], text, "-o", out], tmp_path, [*ins, text], "cannot open the guide")
+
+
+def test_inputs_without_crs(files, tmp_path):
+    with rasterio.open(files["source"]) as s:
+        data, t = s.read(1), s.transform
+    no_crs = write_tif(tmp_path / "nocrs.tif", data, None, t)
+    ins = [files["source"], files["guide"], no_crs]
+    out = tmp_path / "o.tif"
+    _fails([no_crs, files["guide"], "-o", out], tmp_path, ins, "the source has no CRS")
+    _fails([files["source"], no_crs, "-o", out], tmp_path, ins, "the guide has no CRS")
+
+
+def test_extents_that_do_not_intersect(files, tmp_path):
+    with rasterio.open(files["source"]) as s:
+        data, t, crs = s.read(1), s.transform, s.crs
+    far = write_tif(tmp_path / "far.tif", data, crs, Affine.translation(5000, 0) @ t)
+    _fails([far, files["guide"], "-o", tmp_path / "o.tif"], tmp_path, [far, files["guide"]], "does not overlap")
+
+
+def test_multiband_source_needs_band(files, tmp_path):
+    with rasterio.open(files["source"]) as s:
+        data, t, crs = s.read(1), s.transform, s.crs
+    two = write_tif(tmp_path / "two.tif", np.stack([data, data + 1]), crs, t)
+    ins = [two, files["guide"]]
+    _fails([two, files["guide"], "-o", tmp_path / "o.tif"], tmp_path, ins, "--band N")
+    res, _ = _upsample([two, files["guide"], "--band", "2", "--method", "bicubic", "-o", tmp_path / "o.tif", "-q"],
+                       tmp_path, ins)
+    assert res.exit_code == 0, res.output
+    with rasterio.open(tmp_path / "o.tif") as r:
+        np.testing.assert_allclose(r.read(1).reshape(24, 4, 24, 4).mean(axis=(1, 3)), data + 1, atol=1e-3)
+
+
+def test_all_nodata_source(files, tmp_path):
+    with rasterio.open(files["source"]) as s:
+        t, crs = s.transform, s.crs
+    empty = write_tif(tmp_path / "empty.tif", np.full((24, 24), -9999, np.float32), crs, t, nodata=-9999)
+    _fails([empty, files["guide"], "-o", tmp_path / "o.tif"], tmp_path, [empty, files["guide"]], "no valid pixel")
+
+
+def test_scale_below_two(files, tmp_path):
+    _fails([files["source"], files["guide"], "--scale", "1", "-o", tmp_path / "o.tif"], tmp_path,
+           [files["source"], files["guide"]], "scale must be an integer >= 2")
+
+
+def test_existing_output_and_output_that_is_an_input(files, tmp_path):
+    ins = [files["source"], files["guide"]]
+    out = tmp_path / "o.tif"
+    out.write_bytes(b"precious")
+    _fails([files["source"], files["guide"], "-o", out], tmp_path, ins, "--overwrite")
+    assert out.read_bytes() == b"precious"
+    _fails([files["source"], files["guide"], "-o", files["guide"], "--overwrite"], tmp_path, ins,
+           "never writes over its inputs")
+
+
+def test_unwritable_output_folder(files, tmp_path):
+    target = Path("/sys/geosr_out.tif")  # sysfs refuses new files, even to root
+    if not Path("/sys").is_dir():
+        pytest.skip("needs Linux /sys as an unwritable folder")
+    res, _ = _upsample([files["source"], files["guide"], "-o", target], tmp_path,
+                       [files["source"], files["guide"]])
+    assert res.exit_code != 0 and "cannot write to the output folder" in res.output, res.output
+    assert not target.exists()
+
+
+def test_output_larger_than_the_disk_is_refused_before_work(files, tmp_path):
+    """A 1 KB file declaring a 1,000,000 x 1,000,000 raster: x4 would need 64 TB."""
+    with rasterio.open(files["source"]) as s:
+        t, crs = s.transform, s.crs
+    huge = tmp_path / "huge.vrt"
+    huge.write_text(f"""<VRTDataset rasterXSize="1000000" rasterYSize="1000000">
+  <SRS>{crs.to_wkt()}</SRS>
+  <GeoTransform>{t.c}, {t.a}, 0, {t.f}, 0, {t.e}</GeoTransform>
+  <VRTRasterBand dataType="Float32" band="1"><NoDataValue>-9999</NoDataValue></VRTRasterBand>
+</VRTDataset>""")
+    t0 = time.perf_counter()
+    _fails([huge, files["guide"], "-o", tmp_path / "o.tif"], tmp_path, [huge, files["guide"]], "free")
+    assert time.perf_counter() - t0 < 30
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_leaves_nothing_behind(files, tmp_path, sig):
+    before = _digest([files["source"], files["guide"]])
+    out = tmp_path / "o.tif"
+    cmd = [sys.executable, "-m", "geosr.cli", "upsample", files["source"], files["guide"], "--epochs", "100000",
+           "-o", str(out), "-q"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(p.name.startswith(".o.tif.geosr-partial") for p in tmp_path.iterdir()):
+        time.sleep(0.2)  # the temporary output exists once the work has started
+    assert proc.poll() is None, proc.communicate()[0]
+    time.sleep(1.0)
+    proc.send_signal(sig)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert "interrupted" in output and "Traceback" not in output, output
+    assert os.listdir(tmp_path) == []
+    assert _digest([files["source"], files["guide"]]) == before
