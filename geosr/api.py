@@ -115,7 +115,8 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
     src_nodata, guide_nodata : override the files' nodata values.
     dst_nodata : the output's nodata (default: the source's if float32 holds it, else NaN).
     tile_size, overlap : tile side and halo in source pixels (defaults ``512 // scale`` and
-        ``ceil(32 / scale)``, i.e. 512-pixel output tiles blended over 64 pixels). A source
+        ``ceil(32 / scale)``: 512-pixel output tiles; neighbours blend over overlap * scale output
+        pixels, and the outer half of each halo is discarded). A source
         smaller than one tile is one tile.
     method, exact, feather, **options : as for :func:`superresolve_array`.
 

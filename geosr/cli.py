@@ -69,7 +69,7 @@ Examples:
 @click.option("--tile-size", type=click.IntRange(1), default=None,
               help="Tile side in source pixels (default: 512 // scale).")
 @click.option("--overlap", type=click.IntRange(0), default=None,
-              help="Tile halo in source pixels; neighbours blend over twice this (default: ceil(32 / scale)).")
+              help="Tile halo in source pixels; neighbours blend across this many (default: ceil(32 / scale)).")
 @click.option("--device", default=None, help="torch device, e.g. cpu, cuda, cuda:1 (default: CUDA if available).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--band", type=click.IntRange(1), default=None, help="Source band to use (required if it has several).")

@@ -5,12 +5,13 @@ two resolutions, so the graph is built here by hand, in two layers:
 
 1. ``geosr-fit``: one task per tile. The LR tile with a halo of ``overlap`` pixels on
    each inner side, and the guide tile with ``scale * overlap`` HR pixels, go to the
-   method; its HR output is multiplied by a blending window.
+   method; its HR output is multiplied by a blending window that is 0 over the outer half
+   of the halo and ramps to 1 over the next overlap * scale pixels.
 2. ``geosr-blend``: one task per output block (the tile's core). It sums the windowed
    outputs of the tile and its neighbours that reach into the block. The windows are
    raised-cosine ramps across each shared band, and a ramp and its neighbour's mirror add
-   up to exactly 1, so the mosaic is a convex combination with no seam. Each tile's
-   padding artefacts sit at its outer edge, where its weight is near 0.
+   up to 1, so the mosaic is a convex combination with no seam. Each tile's padding
+   artefacts sit at its outer edge, where its weight is 0.
 
 Blocks are cell-aligned (an HR block is ``scale`` x an LR block), so the per-cell
 exactness correction can be re-applied after blending.
@@ -38,8 +39,8 @@ def window(length: int, before: int, after: int) -> np.ndarray:
     """1-D blending weights over a haloed tile of ``length`` HR pixels.
 
     ``before``/``after`` are the HR halo widths; the shared band with a neighbour is twice
-    the halo. Over it the weight falls from 1 to 0 as 0.5 * (1 + cos), and the neighbour's
-    is 1 minus that, so the two sum to 1.
+    the halo. Over it the weight falls from 1 to 0 (see :func:`_fall`), and the
+    neighbour's is 1 minus that, so the two sum to 1.
     """
     w = np.ones(length)
     if after:
@@ -50,7 +51,15 @@ def window(length: int, before: int, after: int) -> np.ndarray:
 
 
 def _fall(n: int) -> np.ndarray:
-    return 0.5 * (1.0 + np.cos(np.pi * (np.arange(n) + 0.5) / n))
+    """1 over the first quarter of the band, a raised-cosine fall over the middle half, 0 over the last quarter.
+
+    The last quarter is the outer half of the tile's halo: the pixels nearest its edge,
+    where zero padding (or a kernel's edge rule) shows, never reach the mosaic.
+    """
+    dead = n // 4
+    ramp = n - 2 * dead
+    fall = 0.5 * (1.0 + np.cos(np.pi * (np.arange(ramp) + 0.5) / ramp))
+    return np.concatenate([np.ones(dead), fall, np.zeros(dead)])
 
 
 def tiled(source, guide, scale: int, tile_size: int, overlap: int, fit, exact: bool, token: str):

@@ -178,3 +178,31 @@ def test_interrupt_leaves_nothing_behind(files, tmp_path, sig):
     assert "interrupted" in output and "Traceback" not in output, output
     assert os.listdir(tmp_path) == []
     assert _digest([files["source"], files["guide"]]) == before
+
+
+def test_inputs_are_gdal_dataset_names(files, tmp_path):
+    """A source inside a zip (/vsizip/) and a guide given as a VRT work like plain files."""
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "src.zip", "w") as z:
+        z.write(files["source"], "dem/src.tif")
+    with rasterio.open(files["guide"]) as g:
+        bands = "".join(
+            f'<VRTRasterBand dataType="Float32" band="{b}"><NoDataValue>{g.nodata}</NoDataValue><SimpleSource>'
+            f'<SourceFilename relativeToVRT="0">{files["guide"]}</SourceFilename><SourceBand>{b}</SourceBand>'
+            f'</SimpleSource></VRTRasterBand>' for b in (1, 2, 3))
+        t = g.transform
+        vrt = (f'<VRTDataset rasterXSize="{g.width}" rasterYSize="{g.height}"><SRS>{g.crs.to_wkt()}</SRS>'
+               f'<GeoTransform>{t.c}, {t.a}, 0, {t.f}, 0, {t.e}</GeoTransform>{bands}</VRTDataset>')
+    (tmp_path / "guide.vrt").write_text(vrt)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    res, _ = _upsample([f"/vsizip/{tmp_path / 'src.zip'}/dem/src.tif", tmp_path / "guide.vrt", "--epochs", "2",
+                        "-o", out_dir / "a.tif", "-q"], out_dir, [files["source"], files["guide"]])
+    assert res.exit_code == 0, res.output
+    res, _ = _upsample([files["source"], files["guide"], "--epochs", "2", "-o", out_dir / "b.tif", "-q"], out_dir,
+                       [files["source"], files["guide"]])
+    assert res.exit_code == 0, res.output
+    with rasterio.open(out_dir / "a.tif") as a, rasterio.open(out_dir / "b.tif") as b:
+        assert a.transform == b.transform and a.crs == b.crs
+        np.testing.assert_array_equal(a.read(), b.read())

@@ -1,0 +1,78 @@
+"""Two-resolution tiling: chunk layout, blend weights that sum to 1, each tile fitted once."""
+import threading
+
+import dask.array as da
+import numpy as np
+import pytest
+
+from geosr import tiling
+from geosr.api import superresolve_array
+
+
+def test_split_is_near_equal_and_never_leaves_a_sliver():
+    assert tiling.split(100, 200, 16) == (100,)  # smaller than one tile: one tile
+    assert tiling.split(101, 52, 16) == (51, 50)
+    assert tiling.split(130, 64, 16) == (44, 43, 43)
+    sizes = tiling.split(1000, 64, 16)
+    assert sum(sizes) == 1000 and max(sizes) - min(sizes) <= 1 and min(sizes) >= 16
+    assert tiling.split(40, 16, 16) == (20, 20)  # a third chunk would be below min_chunk
+
+
+def test_windows_of_neighbours_sum_to_one():
+    halo = 12
+    a = tiling.window(100, 0, halo)   # first tile: ramps down over its last 2 * halo pixels
+    b = tiling.window(100, halo, 0)   # next tile: ramps up over its first 2 * halo pixels
+    np.testing.assert_allclose(a[-2 * halo:] + b[: 2 * halo], 1.0, rtol=0, atol=1e-15)
+    assert a[0] == 1.0 and np.all(np.diff(a) <= 0)
+    assert (a[-halo // 2:] == 0).all() and (b[: halo // 2] == 0).all()  # a tile's outermost pixels never count
+
+
+class _Count:
+    """A picklable stand-in 'method' that returns ones and counts its calls."""
+
+    def __init__(self):
+        self.calls, self.lock = 0, threading.Lock()
+
+    def __call__(self, lr, guide):
+        with self.lock:
+            self.calls += 1
+        return np.ones(guide.shape[1:], np.float32)
+
+
+@pytest.mark.parametrize("shape, tile, overlap", [((37, 53), 12, 3), ((20, 20), 64, 4), ((64, 33), 16, 8)])
+def test_blended_mosaic_of_ones_is_one_and_each_tile_runs_once(shape, tile, overlap):
+    scale = 3
+    lr = da.from_array(np.zeros(shape))
+    guide = da.from_array(np.zeros((2, shape[0] * scale, shape[1] * scale), np.float32))
+    fit = _Count()
+    mosaic = tiling.tiled(lr, guide, scale, tile, overlap, fit, exact=False, token=f"ones-{shape}-{tile}")
+    out = mosaic.compute()
+    n_tiles = len(mosaic.chunks[0]) * len(mosaic.chunks[1])
+    assert out.shape == (shape[0] * scale, shape[1] * scale)
+    np.testing.assert_allclose(out, 1.0, rtol=0, atol=1e-6)
+    assert fit.calls == n_tiles
+
+
+def test_tiled_bicubic_equals_untiled_bicubic(dsm_crop):
+    """Bicubic reaches 2 source pixels; a tile's outer 2 (half its halo of 4) get weight 0, so the
+    mosaic only blends values that equal the untiled ones."""
+    src = dsm_crop.astype(np.float64)
+    guide = np.zeros((1, 128, 128), np.float32)
+
+    def bicubic(lr, g):
+        return superresolve_array(lr, g, 2, method="bicubic", exact=False)
+
+    whole = bicubic(src, guide)
+    tiled = tiling.tiled(da.from_array(src), da.from_array(guide), 2, 20, 4, bicubic, exact=False,
+                         token="bicubic").compute()
+    inner = (slice(4, -4),) * 2  # the outer 2 source pixels replicate edges differently per tile
+    np.testing.assert_allclose(tiled[inner], whole[inner], rtol=0, atol=1e-9)
+
+
+def test_progress_bar_counts_tiles(capsys):
+    lr = da.from_array(np.zeros((30, 30)))
+    guide = da.from_array(np.zeros((1, 60, 60), np.float32))
+    mosaic = tiling.tiled(lr, guide, 2, 10, 2, _Count(), exact=False, token="progress")
+    with tiling.TileProgress(disable=False):
+        mosaic.compute()
+    assert "9/9" in capsys.readouterr().err
