@@ -215,3 +215,15 @@ def test_partial_guide_falls_back_to_bicubic_without_a_seam(fieldimager, tmp_pat
     jumps = border_jump_ratio(hillshade(out, abs(t.a) / 4), cols=[edge_col])
     print(f"hillshade p99 jump across the guide's edge / elsewhere: {jumps:.2f}")
     assert jumps <= 1.5
+
+
+def test_bad_options_fail_before_any_work(small):
+    src, g = geosr.open_raster(small["source"]), geosr.open_raster(small["ortho"])
+    with pytest.raises(InputError, match="unknown option"):
+        geosr.superresolve(src, g, 4, method="bicubic", epochs=5)
+    with pytest.raises(InputError, match="source_neighbourhood"):
+        geosr.superresolve(src, g, 4, source_neighbourhood=4)
+    with pytest.raises(InputError, match="tile_size"):
+        geosr.superresolve(src, g, 4, tile_size=0)
+    with pytest.raises(InputError, match="at least one guide"):
+        geosr.superresolve(src, [], 4)

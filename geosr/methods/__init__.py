@@ -27,16 +27,20 @@ def _drop_common(options):
 
 
 def _call(fn, pair, options):
-    """Call a baseline, turning an unknown option into an error that lists the valid ones."""
+    """Call a baseline with its own options."""
+    _check_baseline_options(fn, options)
+    return fn(pair, **_drop_common(options))
+
+
+def _check_baseline_options(fn, options):
+    """An unknown option becomes an error that lists the valid ones."""
     import inspect
 
     params = [p for p in inspect.signature(fn).parameters if p != "pair"]
-    options = _drop_common(options)
-    unknown = sorted(set(options) - set(params))
+    unknown = sorted(set(_drop_common(options)) - set(params))
     if unknown:
         raise InputError(f"unknown option(s) {unknown} for method {fn.__name__!r}; valid ones are "
                          f"{params + list(COMMON_OPTIONS)}")
-    return fn(pair, **options)
 
 
 def check_options(name: str, options: dict) -> None:
@@ -54,14 +58,7 @@ def check_options(name: str, options: dict) -> None:
         return
     from . import baselines
 
-    fn = {"bicubic": baselines.bicubic, "guided": baselines.guided_filter}[name]
-    import inspect
-
-    params = [p for p in inspect.signature(fn).parameters if p != "pair"]
-    unknown = sorted(set(_drop_common(options)) - set(params))
-    if unknown:
-        raise InputError(f"unknown option(s) {unknown} for method {name!r}; valid ones are "
-                         f"{params + list(COMMON_OPTIONS)}")
+    _check_baseline_options({"bicubic": baselines.bicubic, "guided": baselines.guided_filter}[name], options)
 
 
 METHODS = {"mmsr": _mmsr, "bicubic": _bicubic, "guided": _guided}
