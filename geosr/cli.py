@@ -124,6 +124,7 @@ def _run(source, guides, scale, output, method, band, guide_bands, src_nodata, d
          tile_size, overlap, exact, cog, creation_options, overwrite, quiet, options):
     from .api import superresolve
     from .errors import InputError
+    from .grid import crop_to_bounds
     from .io import check_output, open_raster, output_bytes, write
     from .pair import check_scale
 
@@ -132,7 +133,7 @@ def _run(source, guides, scale, output, method, band, guide_bands, src_nodata, d
     src = open_raster(source, "source")
     gds = [open_raster(g, "guide" if len(guides) == 1 else f"guide {i + 1}") for i, g in enumerate(guides)]
     if bounds is not None:
-        src = _clip(src, bounds)
+        src = crop_to_bounds(src, bounds)
     # Before any work: would the output fit on the disk?
     check_output(output, [source, *guides], overwrite, output_bytes((src.rio.height * scale, src.rio.width * scale), cog))
     if guide_bands is not None and len(gds) > 1:
@@ -143,19 +144,6 @@ def _run(source, guides, scale, output, method, band, guide_bands, src_nodata, d
                           tile_size=tile_size, overlap=overlap, exact=exact, **options)
     write(result, output, cog=cog, overwrite=overwrite, progress=not quiet, **creation_options)
     return result
-
-
-def _clip(src, bounds):
-    from .errors import InputError
-
-    left, bottom, right, top = bounds
-    if not (left < right and bottom < top):
-        raise InputError(f"--bounds must be LEFT BOTTOM RIGHT TOP with left < right and bottom < top, got {bounds}")
-    try:
-        return src.rio.clip_box(left, bottom, right, top)
-    except Exception as e:  # rioxarray raises several kinds for an empty window
-        raise InputError(f"--bounds {bounds} select no source pixel ({e}); give a box inside the source, "
-                         "in the source's CRS") from None
 
 
 class _interruptible:

@@ -78,6 +78,29 @@ def _bounds(geom) -> str:
     return f"x {x0:.6g}..{x1:.6g}, y {y0:.6g}..{y1:.6g}"
 
 
+def crop_to_bounds(da: xr.DataArray, bounds) -> xr.DataArray:
+    """The pixels of a north-up raster that the box (left, bottom, right, top) covers, in its CRS.
+
+    Box edges that fall on pixel edges (to within 1e-6 pixel) select exactly the pixels
+    between them, as ``rio clip --bounds`` does; otherwise partly covered pixels are kept.
+    """
+    left, bottom, right, top = bounds
+    if not (left < right and bottom < top):
+        raise InputError(f"bounds must be LEFT BOTTOM RIGHT TOP with left < right and bottom < top, got {bounds}")
+    t = da.rio.transform(recalc=False)
+    if t.b != 0 or t.d != 0:
+        raise InputError("bounds need a north-up raster; this one has a rotated geotransform. Warp it first.")
+    cols = sorted(((left - t.c) / t.a, (right - t.c) / t.a))
+    rows = sorted(((top - t.f) / t.e, (bottom - t.f) / t.e))
+    h, w = da.rio.shape
+    r0, r1 = max(0, math.floor(rows[0] + 1e-6)), min(h, math.ceil(rows[1] - 1e-6))
+    c0, c1 = max(0, math.floor(cols[0] + 1e-6)), min(w, math.ceil(cols[1] - 1e-6))
+    if r0 >= r1 or c0 >= c1:
+        raise InputError(f"bounds {tuple(bounds)} select no pixel of the raster, which covers "
+                         f"{tuple(round(v, 6) for v in da.rio.bounds())} in its CRS")
+    return da.isel({da.rio.y_dim: slice(r0, r1), da.rio.x_dim: slice(c0, c1)})
+
+
 def same_grid(a: GeoBox, b: GeoBox) -> bool:
     """Same CRS and shape, and transforms equal to within 1e-6 pixel."""
     if a.shape != b.shape or a.crs != b.crs:

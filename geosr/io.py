@@ -61,13 +61,17 @@ def output_nodata(source_nodata, dst_nodata=None) -> float:
     """The output's nodata: ``dst_nodata`` if given, else the source's if float32 holds it exactly, else NaN."""
     if dst_nodata is not None:
         value = float(dst_nodata)
-        if not np.isnan(value) and float(np.float32(value)) != value:
+        if not np.isnan(value) and not _float32_holds(value):
             raise InputError(f"dst_nodata {dst_nodata} cannot be stored in a float32 output; pick another value or nan")
         return value
     if source_nodata is None:
         return float("nan")
     value = float(source_nodata)
-    return value if np.isnan(value) or float(np.float32(value)) == value else float("nan")
+    return value if np.isnan(value) or _float32_holds(value) else float("nan")
+
+
+def _float32_holds(value: float) -> bool:
+    return abs(value) <= float(np.finfo(np.float32).max) and float(np.float32(value)) == value
 
 
 def check_output(path, inputs=(), overwrite: bool = False, nbytes: int = 0) -> Path:

@@ -6,6 +6,8 @@ j // scale, and its centre sits at LR coordinate (j + 0.5) / scale - 0.5
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy import ndimage
 
@@ -38,14 +40,21 @@ def upsample(lr: np.ndarray, scale: int, resampling: str = "cubic") -> np.ndarra
     ripple of about 3% of the pixel step on planar slopes, which shows in DEM slope maps).
     """
     from affine import Affine
+    from rasterio.errors import NotGeoreferencedWarning
     from rasterio.warp import Resampling, reproject
 
     out = np.empty((lr.shape[0] * scale, lr.shape[1] * scale), np.float64)
+    if out.size == 0:  # dask probes functions with empty blocks; GDAL cannot make an empty dataset
+        return out
     # Same CRS on both sides: GDAL applies only the two affine grids, no reprojection. The
     # grids are shifted off the origin because GDAL reads an identity transform as "none".
-    reproject(np.ascontiguousarray(lr, np.float64), out, src_transform=Affine.translation(1, 1),
-              dst_transform=Affine.translation(1, 1) @ Affine.scale(1 / scale), src_crs=_GRID_CRS, dst_crs=_GRID_CRS,
-              resampling=Resampling[resampling])
+    # Inside rioxarray's writer rasterio still warns "no geotransform" about its temporary
+    # in-memory datasets; the transforms are set, so the warning is noise for the user.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        reproject(np.ascontiguousarray(lr, np.float64), out, src_transform=Affine.translation(1, 1),
+                  dst_transform=Affine.translation(1, 1) @ Affine.scale(1 / scale), src_crs=_GRID_CRS,
+                  dst_crs=_GRID_CRS, resampling=Resampling[resampling])
     return out
 
 

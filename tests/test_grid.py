@@ -227,3 +227,17 @@ def test_bad_options_fail_before_any_work(small):
         geosr.superresolve(src, g, 4, tile_size=0)
     with pytest.raises(InputError, match="at least one guide"):
         geosr.superresolve(src, [], 4)
+
+
+def test_crop_to_bounds_selects_whole_pixels(small):
+    src = geosr.open_raster(small["source"])
+    t = src.rio.transform()
+    edges = (t.c + 3 * t.a, t.f + 20 * t.e, t.c + 13 * t.a, t.f + 5 * t.e)  # on pixel edges
+    crop = grid.crop_to_bounds(src, edges)
+    assert crop.rio.shape == (15, 10) and crop.rio.transform() == t @ Affine.translation(3, 5)
+    inside = (edges[0] + 0.3 * t.a, edges[1], edges[2], edges[3])  # the left edge cuts a pixel: kept
+    assert grid.crop_to_bounds(src, inside).rio.shape == (15, 10)
+    with pytest.raises(InputError, match="select no pixel"):
+        grid.crop_to_bounds(src, (0, 0, 1, 1))
+    with pytest.raises(InputError, match="left < right"):
+        grid.crop_to_bounds(src, (edges[2], edges[1], edges[0], edges[3]))
