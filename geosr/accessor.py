@@ -17,8 +17,9 @@ class GeosrAccessor:
 
         return superresolve(self._da, guide, scale, method, **options)
 
-    def write(self, path, cog: bool = False, overwrite: bool = False, **creation_options):
+    def write(self, path, cog: bool = False, overwrite: bool = False, progress: bool | None = None,
+              **creation_options):
         """See :func:`geosr.write`; this DataArray is the result to write."""
         from .io import write
 
-        return write(self._da, path, cog=cog, overwrite=overwrite, **creation_options)
+        return write(self._da, path, cog=cog, overwrite=overwrite, progress=progress, **creation_options)

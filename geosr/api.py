@@ -142,6 +142,9 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
     guides = [guide] if not isinstance(guide, (list, tuple)) else list(guide)
     if not guides:
         raise InputError("give at least one guide raster")
+    if guide_bands is not None and len(guides) > 1:
+        raise InputError("guide_bands (--guide-bands) selects bands of a single guide; with several guides, "
+                         "each one's bands are all used (select them before passing, e.g. guide.sel(band=[1, 2]))")
     stacked = []
     for i, g in enumerate(guides):
         role = "guide" if len(guides) == 1 else f"guide {i + 1}"
@@ -150,8 +153,9 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
         bands = guide_bands if len(guides) == 1 else None
         stacked.append(grid.guide_onto(inputs.guide_stack(g, bands, guide_nodata), g_box, hr_box, resampling))
     if not bool(np.isfinite(src).any().compute() if src.chunks else np.isfinite(src).any()):
-        raise InputError("the source has no valid pixel: every value is nodata, NaN or masked. Check --band, "
-                         "and --src-nodata if the file's nodata value is wrong.")
+        raise InputError("the source has no valid pixel: every value is nodata, NaN or masked. Check the band "
+                         "(band=, --band) and, if the file's nodata value is wrong, override it "
+                         "(src_nodata=, --src-nodata).")
 
     tile_size = max(1, 512 // scale) if tile_size is None else _positive_int(tile_size, "tile_size")
     overlap = math.ceil(32 / scale) if overlap is None else _positive_int(overlap, "overlap", low=0)
@@ -162,7 +166,7 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
     token = tokenize(lr, hr_guide, scale, method, exact, feather, tile_size, overlap, sorted(options.items()))
     data = tiling.tiled(lr, hr_guide, scale, tile_size, overlap, fit, exact, token)
 
-    coords = {k: v for k, v in xr_coords(hr_box).items() if k in ("y", "x")}
+    coords = {k: v for k, v in xr_coords(hr_box, dims=("y", "x")).items() if k in ("y", "x")}
     out = xr.DataArray(data, dims=("y", "x"), coords=coords).rename(source.name)
     out = out.rio.write_crs(source.rio.crs).rio.write_transform(hr_box.affine)
     nodata = output_nodata(src_nodata if src_nodata is not None else _nodata_of(source), dst_nodata)

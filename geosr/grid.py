@@ -40,7 +40,25 @@ def geobox_of(da: xr.DataArray, role: str) -> GeoBox:
                          "Give it one, e.g. `gdal_edit.py -a_ullr ULX ULY LRX LRY FILE`, or warp it with gdalwarp.")
     if transform.determinant == 0:
         raise InputError(f"the {role}'s geotransform {tuple(transform)[:6]} is degenerate (zero pixel area).")
-    return GeoBox(da.rio.shape, transform, da.rio.crs)
+    return GeoBox(da.rio.shape, _current_transform(da, transform), da.rio.crs)
+
+
+def _current_transform(da: xr.DataArray, stored: Affine) -> Affine:
+    """The stored transform, unless the coordinates show the array was strided or flipped since.
+
+    rioxarray keeps the file's GeoTransform in attrs and takes only the origin from the
+    coordinates, so after ``isel(x=slice(None, None, 2))`` or ``sortby("y")`` the stored
+    pixel size is stale. Coordinates carry float noise, so they win only when they
+    disagree by more than 1e-3 pixel; a rotated grid has no meaningful coordinates.
+    """
+    if stored.b != 0 or stored.d != 0 or min(da.rio.shape) < 2:
+        return stored
+    try:
+        from_coords = da.rio.transform(recalc=True)
+    except Exception:  # coordinates rioxarray cannot read a grid from: keep the stored one
+        return stored
+    diff = max(abs(from_coords.a - stored.a) / abs(stored.a), abs(from_coords.e - stored.e) / abs(stored.e))
+    return from_coords if diff > 1e-3 else stored
 
 
 def not_gridded(role: str, what: str) -> InputError:

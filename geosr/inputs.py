@@ -57,14 +57,24 @@ def source_band(source: xr.DataArray, band: int | None = None, nodata=None) -> x
             raise InputError(f"the source has {len(numbers)} bands {numbers}; choose the one to super-resolve "
                              "with band=N (--band N on the command line).")
         band = numbers[0]
+    if int(band) in file.alpha:
+        raise InputError(f"source band {band} is an alpha (transparency) band; choose a data band from {numbers}")
     one = select_bands(da, [int(band)], "source")
-    valid = _valid(one, file, nodata)
-    scale, offset = float(da.attrs.get("scale_factor", 1.0)), float(da.attrs.get("add_offset", 0.0))
+    user_nodata = nodata is not None
+    if nodata is None:
+        nodata = file.nodata.get(int(band), da.rio.nodata)
+    valid = _valid(one, file, nodata, strict=user_nodata)
+    scale, offset = 1.0, 0.0
+    if "scale_factor" in da.attrs or "add_offset" in da.attrs:  # raw values (not opened with mask_and_scale)
+        scale = file.scales.get(int(band), float(da.attrs.get("scale_factor", 1.0)))
+        offset = file.offsets.get(int(band), float(da.attrs.get("add_offset", 0.0)))
     values = one.astype(np.float64)
     if (scale, offset) != (1.0, 0.0):
         values = values * scale + offset
     out = values.where(valid)[0]
-    out.attrs = {k: v for k, v in da.attrs.items() if k not in _DROPPED_ATTRS}
+    index = _band_numbers(da).index(int(band))
+    out.attrs = {k: (v[index] if isinstance(v, (tuple, list)) and len(v) == da.sizes["band"] else v)
+                 for k, v in da.attrs.items() if k not in _DROPPED_ATTRS}  # per-band attrs: this band's
     return out
 
 
@@ -81,7 +91,7 @@ def guide_stack(guide: xr.DataArray, bands=None, nodata=None) -> xr.DataArray:
     if not bands:
         raise InputError("the guide has no image band (only alpha)")
     chosen = select_bands(da, [int(b) for b in bands], "guide")
-    valid = _valid(chosen, file, nodata).all("band")
+    valid = _valid(chosen, file, da.rio.nodata if nodata is None else nodata, strict=nodata is not None)
     alpha = [b for b in numbers if b in file.alpha]
     if alpha:
         valid = valid & (select_bands(da, alpha, "guide") > 0).all("band")
@@ -94,14 +104,22 @@ _DROPPED_ATTRS = {"scale_factor", "add_offset", "_FillValue", "missing_value", "
                   "STATISTICS_VALID_PERCENT"}
 
 
-def _valid(da: xr.DataArray, file: "_FileInfo", nodata=None) -> xr.DataArray:
-    """Lazy bool (band, y, x): finite, not the nodata value (in the raster's dtype), not masked by GDAL."""
-    valid = np.isfinite(da) if da.dtype.kind == "f" else xr.ones_like(da, dtype=bool)
-    nodata = da.rio.nodata if nodata is None else nodata
+def _valid(da: xr.DataArray, file: "_FileInfo", nodata, strict: bool = False) -> xr.DataArray:
+    """Lazy bool (y, x): every band finite, not every band at nodata, inside the GDAL mask.
+
+    nodata is compared in the raster's own dtype. A pixel is nodata only when all bands hold
+    the value (gdalwarp's rule for multi-band images): an RGB pixel with one channel at 0 is
+    dark, not missing. ``strict``: the value was given by the user, so one the dtype cannot
+    hold is an error rather than "nothing matches".
+    """
+    valid = np.isfinite(da).all("band") if da.dtype.kind == "f" else xr.ones_like(da[0], dtype=bool)
     if nodata is not None and not (isinstance(nodata, float) and np.isnan(nodata)):
         typed = _in_dtype(nodata, da.dtype)
         if typed is not None:
-            valid = valid & (da != typed)
+            valid = valid & ~(da == typed).all("band")
+        elif strict:
+            raise InputError(f"nodata {nodata} cannot occur in a {da.dtype} raster, so it would mark nothing; "
+                             "give a value the raster's data type can hold.")
     if file.mask is not None:
         valid = valid & file.mask
     return valid
@@ -118,10 +136,12 @@ def _in_dtype(value, dtype):
 
 
 class _FileInfo:
-    """Alpha bands and the GDAL per-dataset mask of the file a DataArray was opened from."""
+    """What rioxarray does not carry per band: alpha bands, the GDAL per-dataset mask, and
+    each band's scale, offset and nodata (rioxarray keeps band 1's only)."""
 
-    def __init__(self, alpha=(), mask=None):
+    def __init__(self, alpha=(), mask=None, scales=None, offsets=None, nodata=None):
         self.alpha, self.mask = set(alpha), mask
+        self.scales, self.offsets, self.nodata = scales or {}, offsets or {}, nodata or {}
 
 
 def _file_info(da: xr.DataArray) -> _FileInfo:
@@ -136,21 +156,34 @@ def _file_info(da: xr.DataArray) -> _FileInfo:
             alpha = [i + 1 for i, c in enumerate(src.colorinterp) if c == ColorInterp.alpha]
             per_dataset = any(MaskFlags.per_dataset in f and MaskFlags.alpha not in f for f in src.mask_flag_enums)
             window = _window_in(src, da) if per_dataset else None
-    except rasterio.errors.RasterioError:
+            bands = range(1, src.count + 1)
+            scales, offsets = dict(zip(bands, src.scales)), dict(zip(bands, src.offsets))
+            nodata = {b: v for b, v in zip(bands, src.nodatavals) if v is not None}
+    except rasterio.errors.RasterioError as e:
+        warnings.warn(f"could not reread {path} for its alpha band, mask and per-band scaling ({e}); "
+                      "only its nodata value marks invalid pixels", UserWarning, stacklevel=3)
         return _FileInfo()
+    if per_dataset and window is None:
+        warnings.warn(f"{path} has a GDAL mask band, but this array is no longer an unresampled crop of the "
+                      "file, so the mask cannot be applied; set nodata instead", UserWarning, stacklevel=3)
     mask = _lazy_gdal_mask(path, da, window) if window is not None else None
-    return _FileInfo(alpha, mask)
+    return _FileInfo(alpha, mask, scales, offsets, nodata)
 
 
 def _window_in(src, da):
     """Row/column offset of ``da`` inside the file, if it is an unresampled crop of it."""
-    t = da.rio.transform(recalc=False)
-    if tuple(t)[:2] + tuple(t)[3:5] != tuple(src.transform)[:2] + tuple(src.transform)[3:5]:
+    from .grid import geobox_of
+
+    t = geobox_of(da, "raster").affine
+    if da.rio.crs != src.crs or tuple(t)[:2] + tuple(t)[3:5] != tuple(src.transform)[:2] + tuple(src.transform)[3:5]:
         return None
     col, row = ~src.transform @ (t.c, t.f)
     if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
         return None
-    return int(round(row)), int(round(col))
+    row, col = int(round(row)), int(round(col))
+    if row < 0 or col < 0 or row + da.sizes["y"] > src.height or col + da.sizes["x"] > src.width:
+        return None
+    return row, col
 
 
 def _lazy_gdal_mask(path, da, offset):

@@ -138,7 +138,8 @@ def _intersect(span, c0, c1):
 
 def _fit_tile(lr, hr_guide, wy, wx, fit):
     out = np.asarray(fit(lr, hr_guide), np.float64)
-    return out * wy[:, None] * wx[None, :]
+    w = wy[:, None] * wx[None, :]
+    return np.where(w > 0, out * w, 0.0)  # a pixel a tile does not weigh cannot spoil the sum, even if NaN
 
 
 def _blend(shape, tiles, slices, lr, scale, exact):

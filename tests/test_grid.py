@@ -122,6 +122,8 @@ def test_source_in_a_geographic_crs(small, tmp_path):
     src = geosr.open_raster(path)
     out = _bicubic(src, geosr.open_raster(small["ortho"]), scale=2)
     assert out.rio.crs == "EPSG:4326" and out.rio.transform() == t @ Affine.scale(0.5)
+    assert out.dims == ("y", "x") and abs(out.x.values[0] - (t.c + t.a / 4)) < 1e-9  # pixel-centre coordinates
+    assert out.isel(x=slice(10, 20)).rio.transform().c == pytest.approx(t.c + 10 * t.a / 2, abs=1e-9)
     assert np.isfinite(out.values).sum() == 4 * np.isfinite(data).sum()
 
 
@@ -241,3 +243,33 @@ def test_crop_to_bounds_selects_whole_pixels(small):
         grid.crop_to_bounds(src, (0, 0, 1, 1))
     with pytest.raises(InputError, match="left < right"):
         grid.crop_to_bounds(src, (edges[2], edges[1], edges[0], edges[3]))
+
+
+def test_strided_or_flipped_arrays_get_their_real_grid(small):
+    src = geosr.open_raster(small["source"])
+    t = src.rio.transform()
+    every_other = grid.geobox_of(src.isel(x=slice(None, None, 2), y=slice(None, None, 2)), "source")
+    # every other pixel centre, each now standing for a 2 x 2 pixel cell centred on it
+    expected = t @ Affine.translation(-0.5, -0.5) @ Affine.scale(2)
+    assert every_other.affine.almost_equals(expected, precision=1e-6) and every_other.shape == (16, 16)
+    flipped = grid.geobox_of(src.sortby("y"), "source")  # south-up
+    assert flipped.affine.e == pytest.approx(-t.e, rel=1e-9) and flipped.affine.f == pytest.approx(t.f + 32 * t.e, abs=1e-6)
+
+
+def test_multiband_nodata_needs_every_band_and_user_nodata_must_fit(small, tmp_path):
+    rgb = np.full((3, 8, 8), 120, np.uint8)
+    rgb[:, 0, 0] = 0          # every band at nodata: missing
+    rgb[0, 1, 1] = 0          # a dark red-free pixel: data
+    path = write_tif(tmp_path / "rgb0.tif", rgb, "EPSG:32616", Affine(1, 0, 296600, 0, -1, 4888200), nodata=0)
+    valid = np.isfinite(inputs.guide_stack(geosr.open_raster(path)).values).all(0)
+    assert not valid[0, 0] and valid[1, 1] and valid.sum() == 63
+    with pytest.raises(InputError, match="cannot occur in a uint8"):
+        inputs.guide_stack(geosr.open_raster(path), nodata=-9999)
+    with pytest.raises(InputError, match="cannot occur"):
+        inputs.source_band(geosr.open_raster(path), band=1, nodata=300)
+
+
+def test_guide_bands_with_several_guides_is_an_error(small):
+    src, g = geosr.open_raster(small["source"]), geosr.open_raster(small["ortho"])
+    with pytest.raises(InputError, match="single guide"):
+        geosr.superresolve(src, [g, g], 4, method="bicubic", guide_bands=[1])

@@ -113,3 +113,15 @@ def test_refuses_to_overwrite_and_creation_options_override(tmp_path, dsm_block)
         assert r.compression.name.lower() == "lzw" and r.block_shapes[0] == (256, 256)
     with pytest.raises(InputError, match="never writes over its inputs"):
         geosr.write(out, tmp_path / "src.tif", overwrite=True)
+
+
+def test_multiband_source_keeps_the_chosen_bands_description(tmp_path, dsm_block):
+    path = write_tif(tmp_path / "two.tif", np.stack([dsm_block, dsm_block + 1]), CRS, T)
+    with rasterio.open(path, "r+") as dst:
+        dst.descriptions = ("dsm", "dtm")
+        dst.units = ("metre", "foot")
+    g = _pair(tmp_path, dsm_block)[1]
+    out = geosr.superresolve(geosr.open_raster(path), g, 2, method="bicubic", band=2)
+    written = geosr.write(out, tmp_path / "out.tif")
+    with rasterio.open(written) as r:
+        assert r.descriptions == ("dtm",) and r.units == ("foot",)
