@@ -6,6 +6,7 @@ j // scale, and its centre sits at LR coordinate (j + 0.5) / scale - 0.5
 """
 from __future__ import annotations
 
+import threading
 import warnings
 
 import numpy as np
@@ -48,9 +49,10 @@ def upsample(lr: np.ndarray, scale: int, resampling: str = "cubic") -> np.ndarra
         return out
     # Same CRS on both sides: GDAL applies only the two affine grids, no reprojection. The
     # grids are shifted off the origin because GDAL reads an identity transform as "none".
-    # Inside rioxarray's writer rasterio still warns "no geotransform" about its temporary
-    # in-memory datasets; the transforms are set, so the warning is noise for the user.
-    with warnings.catch_warnings():
+    # Concurrent calls from dask threads race inside rasterio's temporary in-memory datasets
+    # and warn "no geotransform" (no wrong values were seen); one call at a time, and the
+    # warning, which is noise to the user, silenced.
+    with _WARP_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         reproject(np.ascontiguousarray(lr, np.float64), out, src_transform=Affine.translation(1, 1),
                   dst_transform=Affine.translation(1, 1) @ Affine.scale(1 / scale), src_crs=_GRID_CRS,
@@ -58,5 +60,6 @@ def upsample(lr: np.ndarray, scale: int, resampling: str = "cubic") -> np.ndarra
     return out
 
 
+_WARP_LOCK = threading.Lock()
 # Any projected CRS will do for array-only resampling; GDAL only needs one to be set.
 _GRID_CRS = "EPSG:3857"
