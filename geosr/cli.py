@@ -149,30 +149,30 @@ def _run(source, guides, scale, output, method, band, guide_bands, src_nodata, d
 class _interruptible:
     """SIGINT/SIGTERM end the run at once with exit 130/143, leaving no output and no temporary file.
 
-    The writer's own cleanup runs as the interrupt unwinds; then the process exits without
-    waiting for a tile fit that is still running in a worker thread.
+    The handler removes the pending temporary output itself and exits, rather than
+    unwinding through dask, rioxarray and GDAL (which can wait on a tile fit still
+    running in a worker thread).
     """
 
     def __init__(self, output, quiet):
         self.output, self.quiet = output, quiet
 
     def __enter__(self):
-        self.signum = signal.SIGINT
+        from .io import remove_partial_files
 
-        def on_term(signum, frame):
-            self.signum = signum
-            raise KeyboardInterrupt
-
-        self._previous = signal.signal(signal.SIGTERM, on_term)
-        return self
-
-    def __exit__(self, kind, value, tb):
-        signal.signal(signal.SIGTERM, self._previous)
-        if kind is KeyboardInterrupt:
+        def on_signal(signum, frame):
+            remove_partial_files()
             click.echo(f"\ninterrupted: nothing written to {self.output}", err=True)
             sys.stdout.flush()
             sys.stderr.flush()
-            os._exit(128 + int(self.signum))
+            os._exit(128 + int(signum))
+
+        self._previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, kind, value, tb):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
         return False
 
 

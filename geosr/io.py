@@ -141,6 +141,7 @@ def write(da: xr.DataArray, path, cog: bool = False, overwrite: bool = False, pr
     options = {k.upper(): str(v) for k, v in creation_options.items()}
     tmp = path.with_name(f".{path.name}.geosr-partial-{os.getpid()}.tif")
     tmp_cog = path.with_name(f".{path.name}.geosr-partial-{os.getpid()}.cog.tif")
+    PARTIAL_FILES.update((tmp, tmp_cog))
     try:
         gtiff = {**GTIFF_OPTIONS, **({} if cog else options)}
         with TileProgress(disable=progress is False):
@@ -156,9 +157,19 @@ def write(da: xr.DataArray, path, cog: bool = False, overwrite: bool = False, pr
         else:
             os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
-        tmp_cog.unlink(missing_ok=True)
+        remove_partial_files((tmp, tmp_cog))
     return path
+
+
+# Temporary outputs being written, so a signal handler can remove them without unwinding.
+PARTIAL_FILES: set[Path] = set()
+
+
+def remove_partial_files(paths=None) -> None:
+    """Delete temporary outputs (all pending ones by default)."""
+    for p in list(PARTIAL_FILES if paths is None else paths):
+        p.unlink(missing_ok=True)
+        PARTIAL_FILES.discard(p)
 
 
 def _tags(da: xr.DataArray) -> dict[str, str]:

@@ -167,14 +167,17 @@ def test_interrupt_leaves_nothing_behind(files, tmp_path, sig):
     cmd = [sys.executable, "-m", "geosr.cli", "upsample", files["source"], files["guide"], "--epochs", "100000",
            "-o", str(out), "-q"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and not any(p.name.startswith(".o.tif.geosr-partial") for p in tmp_path.iterdir()):
-        time.sleep(0.2)  # the temporary output exists once the work has started
-    assert proc.poll() is None, proc.communicate()[0]
-    time.sleep(1.0)
-    proc.send_signal(sig)
-    output, _ = proc.communicate(timeout=60)
-    assert proc.returncode != 0
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not any(p.name.startswith(".o.tif.geosr-partial") for p in tmp_path.iterdir()):
+            time.sleep(0.2)  # the temporary output exists once the work has started
+        assert proc.poll() is None, proc.communicate()[0]
+        time.sleep(1.0)
+        proc.send_signal(sig)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()  # never leave a fit running if the test fails
+    assert proc.returncode == 128 + sig
     assert "interrupted" in output and "Traceback" not in output, output
     assert os.listdir(tmp_path) == []
     assert _digest([files["source"], files["guide"]]) == before
