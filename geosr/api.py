@@ -152,7 +152,7 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
         grid.check_overlap(src_box, g_box, role)
         bands = guide_bands if len(guides) == 1 else None
         stacked.append(grid.guide_onto(inputs.guide_stack(g, bands, guide_nodata), g_box, hr_box, resampling))
-    if not bool(np.isfinite(src).any().compute() if src.chunks else np.isfinite(src).any()):
+    if not bool(np.isfinite(src).any()):
         raise InputError("the source has no valid pixel: every value is nodata, NaN or masked. Check the band "
                          "(band=, --band) and, if the file's nodata value is wrong, override it "
                          "(src_nodata=, --src-nodata).")
@@ -169,17 +169,11 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
     coords = {k: v for k, v in xr_coords(hr_box, dims=("y", "x")).items() if k in ("y", "x")}
     out = xr.DataArray(data, dims=("y", "x"), coords=coords).rename(source.name)
     out = out.rio.write_crs(source.rio.crs).rio.write_transform(hr_box.affine)
-    nodata = output_nodata(src_nodata if src_nodata is not None else _nodata_of(source), dst_nodata)
-    out = out.rio.write_nodata(nodata, encoded=True)
+    out = out.rio.write_nodata(output_nodata(src.encoding["nodata"], dst_nodata), encoded=True)
     out.attrs.update(src.attrs)
     out.attrs.update(_provenance(method, scale, exact, tile_size, overlap, resampling, band, guide_bands, options))
     out.encoding["geosr_inputs"] = tuple(x.encoding.get("source") for x in [source, *guides] if x.encoding.get("source"))
     return out
-
-
-def _nodata_of(da):
-    """The source's nodata as stored in the file, whether or not it was opened masked."""
-    return da.rio.encoded_nodata if da.rio.encoded_nodata is not None else da.rio.nodata
 
 
 def _positive_int(v, name, low=1):

@@ -123,22 +123,18 @@ def upsample(source, guide, scale, output, method, preset, epochs, tile_size, ov
 def _run(source, guides, scale, output, method, band, guide_bands, src_nodata, dst_nodata, resampling, bounds,
          tile_size, overlap, exact, cog, creation_options, overwrite, quiet, options):
     from .api import superresolve
-    from .errors import InputError
     from .grid import crop_to_bounds
     from .io import check_output, open_raster, output_bytes, write
     from .pair import check_scale
 
     check_scale(scale)
-    check_output(output, [source, *guides], overwrite)
     src = open_raster(source, "source")
     gds = [open_raster(g, "guide" if len(guides) == 1 else f"guide {i + 1}") for i, g in enumerate(guides)]
     if bounds is not None:
         src = crop_to_bounds(src, bounds)
-    # Before any work: would the output fit on the disk?
+    # Before any work (superresolve reads the source once to find a valid pixel): is the output
+    # allowed, and would it fit on the disk?
     check_output(output, [source, *guides], overwrite, output_bytes((src.rio.height * scale, src.rio.width * scale), cog))
-    if guide_bands is not None and len(gds) > 1:
-        raise InputError("--guide-bands selects bands of a single guide file; with several guide files, "
-                         "each file's bands are all used")
     result = superresolve(src, gds if len(gds) > 1 else gds[0], scale, method, band=band, guide_bands=guide_bands,
                           src_nodata=src_nodata, dst_nodata=dst_nodata, resampling=resampling,
                           tile_size=tile_size, overlap=overlap, exact=exact, **options)

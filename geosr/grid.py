@@ -105,7 +105,7 @@ def crop_to_bounds(da: xr.DataArray, bounds) -> xr.DataArray:
     left, bottom, right, top = bounds
     if not (left < right and bottom < top):
         raise InputError(f"bounds must be LEFT BOTTOM RIGHT TOP with left < right and bottom < top, got {bounds}")
-    t = da.rio.transform(recalc=False)
+    t = geobox_of(da, "raster").affine
     if t.b != 0 or t.d != 0:
         raise InputError("bounds need a north-up raster; this one has a rotated geotransform. Warp it first.")
     cols = sorted(((left - t.c) / t.a, (right - t.c) / t.a))

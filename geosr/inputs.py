@@ -48,7 +48,10 @@ def select_bands(da: xr.DataArray, bands, role: str) -> xr.DataArray:
 
 
 def source_band(source: xr.DataArray, band: int | None = None, nodata=None) -> xr.DataArray:
-    """One band of the source as lazy float64 (y, x) in physical units, NaN where invalid."""
+    """One band of the source as lazy float64 (y, x) in physical units, NaN where invalid.
+
+    ``encoding["nodata"]`` holds the nodata value that was applied (the user's, or the band's own).
+    """
     da = as_bands(source, "source")
     file = _file_info(da)
     numbers = [b for b in _band_numbers(da) if b not in file.alpha]
@@ -61,8 +64,9 @@ def source_band(source: xr.DataArray, band: int | None = None, nodata=None) -> x
         raise InputError(f"source band {band} is an alpha (transparency) band; choose a data band from {numbers}")
     one = select_bands(da, [int(band)], "source")
     user_nodata = nodata is not None
-    if nodata is None:
-        nodata = file.nodata.get(int(band), da.rio.nodata)
+    if nodata is None:  # this band's, as stored in the file, whether or not it was opened masked
+        stored = da.rio.encoded_nodata if da.rio.encoded_nodata is not None else da.rio.nodata
+        nodata = file.nodata.get(int(band), stored)
     valid = _valid(one, file, nodata, strict=user_nodata)
     scale, offset = 1.0, 0.0
     if "scale_factor" in da.attrs or "add_offset" in da.attrs:  # raw values (not opened with mask_and_scale)
@@ -75,6 +79,7 @@ def source_band(source: xr.DataArray, band: int | None = None, nodata=None) -> x
     index = _band_numbers(da).index(int(band))
     out.attrs = {k: (v[index] if isinstance(v, (tuple, list)) and len(v) == da.sizes["band"] else v)
                  for k, v in da.attrs.items() if k not in _DROPPED_ATTRS}  # per-band attrs: this band's
+    out.encoding = {"nodata": nodata}  # the sentinel that marked invalid pixels, for the output's nodata
     return out
 
 
