@@ -11,6 +11,7 @@ Cases (each runs in its own process, so its peak resident memory is its own):
 
     python benchmarks/pipeline.py                         # all cases, default settings
     python benchmarks/pipeline.py --cases s2-scene --epochs 50
+    python benchmarks/pipeline.py --cases s2-wald --mode tile
 """
 from __future__ import annotations
 
@@ -53,16 +54,18 @@ def _degrade(path, out, scale, bands=None):
     return full.astype(np.float64).filled(np.nan)
 
 
-def _run(source, guides, scale, out, method, epochs):
+def _run(source, guides, scale, out, method, options):
     import geosr
 
     src = geosr.open_raster(str(source))
     gds = [geosr.open_raster(str(g)) for g in guides]
-    options = {"epochs": epochs} if method == "mmsr" else {}
+    options = options if method == "mmsr" else {}
     result = geosr.superresolve(src, gds if len(gds) > 1 else gds[0], scale, method, **options)
     t = time.perf_counter()
-    geosr.write(result, out, overwrite=True, progress=False)
+    with _TrainTimer() as timer:
+        geosr.write(result, out, overwrite=True, progress=False)
     seconds = time.perf_counter() - t
+    _run.train_seconds = timer.seconds
     import rioxarray
 
     with rioxarray.open_rasterio(out, masked=True) as r:
@@ -71,7 +74,31 @@ def _run(source, guides, scale, out, method, epochs):
     return values, seconds, result.shape, tiles
 
 
-def case(name: str, method: str, epochs: int | None) -> dict:
+class _TrainTimer:
+    """Seconds spent in the scene-training task (a dask callback on the local scheduler)."""
+
+    def __enter__(self):
+        from dask.callbacks import Callback
+
+        self.seconds, starts = None, {}
+
+        def pretask(key, dsk, state):
+            if str(key).startswith("geosr-train"):
+                starts[key] = time.perf_counter()
+
+        def posttask(key, result, dsk, state, worker_id):
+            if key in starts:
+                self.seconds = time.perf_counter() - starts[key]
+
+        self._cb = Callback(pretask=pretask, posttask=posttask)
+        self._cb.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self._cb.__exit__(*exc)
+
+
+def case(name: str, method: str, options: dict) -> dict:
     """One case in this process; returns the row of the table."""
     from geosr.demo import GUIDE_BANDS, SOURCE_BAND, scene_dir
     from geosr.metrics import rmse
@@ -81,7 +108,7 @@ def case(name: str, method: str, epochs: int | None) -> dict:
     if name == "fieldimager":
         truth = _degrade(DATA / "dsm.tif", tmp / "dsm_x4.tif", 4)[0]
         values, seconds, shape, tiles = _run(tmp / "dsm_x4.tif", [DATA / "odm_orthophoto.tif"], 4, tmp / "out.tif",
-                                             method, epochs)
+                                             method, options)
     elif name == "s2-wald":
         d = scene_dir()
         truth = _degrade(d / f"s2_{SOURCE_BAND}.jp2", tmp / "b11_40m.tif", 2)[0]
@@ -89,37 +116,42 @@ def case(name: str, method: str, epochs: int | None) -> dict:
         for b in GUIDE_BANDS:
             _degrade(d / f"s2_{b}.jp2", tmp / f"{b}_20m.tif", 2)
             guides.append(tmp / f"{b}_20m.tif")
-        values, seconds, shape, tiles = _run(tmp / "b11_40m.tif", guides, 2, tmp / "out.tif", method, epochs)
+        values, seconds, shape, tiles = _run(tmp / "b11_40m.tif", guides, 2, tmp / "out.tif", method, options)
         truth = truth[: shape[0], : shape[1]]
     elif name == "s2-scene":
         d = scene_dir()
         values, seconds, shape, tiles = _run(d / f"s2_{SOURCE_BAND}.jp2", [d / f"s2_{b}.jp2" for b in GUIDE_BANDS],
-                                             2, tmp / "out.tif", method, epochs)
+                                             2, tmp / "out.tif", method, options)
     else:
         raise SystemExit(f"unknown case {name}; choose from {CASES}")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"case": name, "method": method, "epochs": epochs, "shape": list(shape), "tiles": tiles,
-            "seconds": seconds, "peak_mb": peak_mb, "rmse": None if truth is None else rmse(values, truth)}
+    return {"case": name, "method": method, "options": options, "shape": list(shape), "tiles": tiles,
+            "seconds": seconds, "train_seconds": getattr(_run, "train_seconds", None), "peak_mb": peak_mb, "rmse": None if truth is None else rmse(values, truth)}
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)
-    p.add_argument("--epochs", type=int, default=None, help="MMSR epochs per tile (default: the preset's)")
+    p.add_argument("--epochs", type=int, default=None, help="MMSR epochs (default: the preset's)")
+    p.add_argument("--mode", choices=("scene", "tile"), default=None, help="MMSR mode (default: geosr's)")
+    p.add_argument("--batch-size", type=int, default=None, help="scene mode: windows per step")
+    p.add_argument("--device", default=None, help="torch device (default: CUDA if available)")
+    p.add_argument("--channels", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--one", nargs=2, metavar=("CASE", "METHOD"), help=argparse.SUPPRESS)
     args = p.parse_args()
+    options = {k: v for k, v in (("epochs", args.epochs), ("mode", args.mode), ("batch_size", args.batch_size),
+                                 ("device", args.device), ("channels", args.channels)) if v is not None}
     if args.one:
-        print(json.dumps(case(args.one[0], args.one[1], args.epochs)))
+        print(json.dumps(case(args.one[0], args.one[1], options)))
         return
-    print(f"# {platform.processor() or platform.machine()}, {time.strftime('%Y-%m-%d')}, "
-          f"epochs {'default' if args.epochs is None else args.epochs}")
+    print(f"# {platform.processor() or platform.machine()}, {time.strftime('%Y-%m-%d')}, mmsr options {options}")
     print(f"{'case':12s} {'method':8s} {'output px':>12s} {'tiles':>5s} {'time s':>8s} {'peak MB':>8s} "
           f"{'RMSE':>10s} {'x bicubic':>9s}")
     for name in args.cases:
         rows = {}
         for method in (("bicubic", "mmsr") if name != "s2-scene" else ("mmsr",)):
             cmd = [sys.executable, __file__, "--one", name, method]
-            cmd += ["--epochs", str(args.epochs)] if args.epochs is not None else []
+            cmd += [a for k, v in options.items() for a in (f"--{k.replace('_', '-')}", str(v))]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
             r = rows[method] = json.loads(out)
             rel = (f"{r['rmse'] / rows['bicubic']['rmse']:9.3f}" if r["rmse"] is not None and "bicubic" in rows

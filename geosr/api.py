@@ -87,6 +87,9 @@ def _blend_fallback(prediction: np.ndarray, pair) -> np.ndarray:
     return np.where(pair.hr_valid, out, np.nan)
 
 
+MODES = ("scene", "tile")
+DEFAULT_MODE = "scene"
+
 # One fit at a time per process: each fit already uses every core (torch) or the whole GPU,
 # so concurrent fits would only oversubscribe. Reading and writing still overlap with it.
 _FIT_LOCK = threading.Lock()
@@ -95,7 +98,8 @@ _FIT_LOCK = threading.Lock()
 def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | None = None, guide_bands=None,
                  src_nodata=None, guide_nodata=None, dst_nodata=None, resampling: str = "auto",
                  tile_size: int | None = None, overlap: int | None = None, exact: bool = True,
-                 feather: float | None = None, **options):
+                 feather: float | None = None, mode: str = DEFAULT_MODE, batch_size: int | None = None,
+                 checkpoint=None, resume: bool = False, client=None, **options):
     """Super-resolve a georeferenced raster with a georeferenced guide; lazy, any size.
 
     Parameters
@@ -118,6 +122,16 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
         ``ceil(32 / scale)``: 512-pixel output tiles; neighbours blend over overlap * scale output
         pixels, and the outer half of each halo is discarded). A source
         smaller than one tile is one tile.
+    mode : "scene" (default) trains one MMSR network on random windows of the whole raster
+        (``epochs`` optimisation steps over batches of ``batch_size`` windows) and runs it on
+        every tile; "tile" fits a network per tile, as the paper does per pair. See
+        :mod:`geosr.scene` and benchmarks/RESULTS.md for how they compare.
+    checkpoint : a folder where finished tiles (and the scene model) are saved as they
+        complete; with ``resume=True`` a run that was interrupted continues from it, and
+        gives the same output bit for bit. :func:`geosr.write` removes it after success.
+    client : the dask.distributed Client the graph is meant for (default: the current one,
+        if any). Fit and training tasks ask for the worker resource ``GPU=1`` when its
+        workers offer it. Compute or :func:`geosr.write` on that client.
     method, exact, feather, **options : as for :func:`superresolve_array`.
 
     Returns
@@ -136,6 +150,13 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
 
     scale = check_scale(scale)
     check_options(method, options)
+    if mode not in MODES:
+        raise InputError(f"mode must be one of {MODES}, got {mode!r}")
+    scene = mode == "scene" and method == "mmsr"
+    if batch_size is not None:
+        if not scene:
+            raise InputError("batch_size applies to mode='scene' with method='mmsr' only")
+        _positive_int(batch_size, "batch_size")
     src = inputs.source_band(source, band, src_nodata)
     src_box = grid.geobox_of(source, "source")
     hr_box = grid.output_grid(src_box, scale)
@@ -159,20 +180,58 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
 
     tile_size = max(1, 512 // scale) if tile_size is None else _positive_int(tile_size, "tile_size")
     overlap = math.ceil(32 / scale) if overlap is None else _positive_int(overlap, "overlap", low=0)
-    fit = partial(_fit_tile, scale=scale, method=method, exact=exact, feather=feather, options=options)
     lr = src.data if isinstance(src.data, dsa.Array) else dsa.from_array(src.data)
     hr_guide = dsa.concatenate([g.data if isinstance(g.data, dsa.Array) else dsa.from_array(g.data)
                                 for g in stacked], axis=0)
-    token = tokenize(lr, hr_guide, scale, method, exact, feather, tile_size, overlap, sorted(options.items()))
-    data = tiling.tiled(lr, hr_guide, scale, tile_size, overlap, fit, exact, token)
+    token = tokenize(lr, hr_guide, scale, method, mode, batch_size, exact, feather, tile_size, overlap,
+                     sorted(options.items()))
+    params = _provenance(method, scale, exact, tile_size, overlap, resampling, band, guide_bands, options, mode,
+                         batch_size)
+    store = None
+    if checkpoint is not None:
+        from .checkpoint import TileStore
+
+        run = {"parameters": {**params, "feather": feather, "src_nodata": src_nodata, "guide_nodata": guide_nodata,
+                              "grid": [hr_box.crs.to_wkt(), list(hr_box.affine)[:6], list(hr_box.shape)]},
+               "inputs": _input_fingerprints([source, *guides])}
+        store = TileStore.open(checkpoint, run, resume=resume)
+    from .cluster import current_client, gpu_resources
+
+    resources = gpu_resources(current_client(client))
+    model = None
+    if scene:
+        from .scene import lazy_train
+
+        train_options = {k: v for k, v in options.items() if k != "checkpointing"}
+        train_options.update({"batch_size": batch_size} if batch_size is not None else {})
+        model = lazy_train(lr, hr_guide, scale, train_options, token, store, resources)
+        options = {k: v for k, v in options.items() if k in ("device", "amp")}
+    fit = partial(_fit_tile, scale=scale, method=method, exact=exact, feather=feather, options=options)
+    data = tiling.tiled(lr, hr_guide, scale, tile_size, overlap, fit, exact, token, model, store, resources)
 
     coords = {k: v for k, v in xr_coords(hr_box, dims=("y", "x")).items() if k in ("y", "x")}
     out = xr.DataArray(data, dims=("y", "x"), coords=coords).rename(source.name)
     out = out.rio.write_crs(source.rio.crs).rio.write_transform(hr_box.affine)
     out = out.rio.write_nodata(output_nodata(src.encoding["nodata"], dst_nodata), encoded=True)
     out.attrs.update(src.attrs)
-    out.attrs.update(_provenance(method, scale, exact, tile_size, overlap, resampling, band, guide_bands, options))
+    out.attrs.update(params)
     out.encoding["geosr_inputs"] = tuple(x.encoding.get("source") for x in [source, *guides] if x.encoding.get("source"))
+    if store is not None:
+        out.encoding["geosr_checkpoint"] = store
+    return out
+
+
+def _input_fingerprints(arrays) -> dict:
+    """SHA-256 of the files behind each input; a content token for inputs held in memory."""
+    from dask.base import tokenize
+
+    from .checkpoint import file_checksums
+
+    names = [a.encoding.get("source") for a in arrays]
+    out = file_checksums([n for n in names if n])
+    for i, (a, n) in enumerate(zip(arrays, names)):
+        if not n:
+            out[f"in-memory input {i + 1}"] = tokenize(a.data)
     return out
 
 
@@ -182,23 +241,28 @@ def _positive_int(v, name, low=1):
     return int(v)
 
 
-def _provenance(method, scale, exact, tile_size, overlap, resampling, band, guide_bands, options):
+def _provenance(method, scale, exact, tile_size, overlap, resampling, band, guide_bands, options, mode, batch_size):
     from ._version import __version__
 
     params = {k: v for k, v in options.items() if k != "progress" and v is not None}
+    if mode == "scene" and method == "mmsr":
+        params["batch_size"] = batch_size
     return {"geosr_version": __version__, "geosr_method": method, "geosr_scale": scale, "geosr_exact": int(exact),
+            "geosr_mode": mode if method == "mmsr" else "tile",
             "geosr_tile_size": tile_size, "geosr_overlap": overlap, "geosr_guide_resampling": resampling,
             "geosr_band": "" if band is None else band,
             "geosr_guide_bands": "" if guide_bands is None else ",".join(map(str, guide_bands)),
             "geosr_options": json.dumps(params, sort_keys=True, default=str)}
 
 
-def _fit_tile(source, guide, *, scale, method, exact, feather, options):
-    """One tile pair through the core engine (runs in a dask worker)."""
+def _fit_tile(source, guide, model=None, *, scale, method, exact, feather, options):
+    """One tile pair through the core engine (runs in a dask worker); ``model``: a trained scene model."""
     if not np.isfinite(source).any():
         return np.full((source.shape[0] * scale, source.shape[1] * scale), np.nan, np.float32)
     if not np.isfinite(guide).all(axis=0).any():  # no guide here: bicubic, nothing to fit
-        method, options = "bicubic", {}
+        method, options, model = "bicubic", {}, None
+    if model is not None:
+        options = {**options, "model": model}
     with _FIT_LOCK:
         return superresolve_array(source, guide, scale, method, exact=exact, feather=feather,
                                   **{"progress": False, **options})

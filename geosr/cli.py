@@ -13,9 +13,12 @@ from pathlib import Path
 
 import click
 
+from . import cluster
 from ._version import __version__
+from .api import DEFAULT_MODE, MODES
+from .cluster import SCHEDULERS
 from .methods import METHODS
-from .methods.mmsr import DEFAULT_PRESET, PRESETS
+from .methods.mmsr import DEFAULT_PRESET, DEFAULT_SCENE_PRESET, PRESETS
 
 RESAMPLINGS = ("auto", "nearest", "bilinear", "cubic", "cubic_spline", "lanczos", "average")
 
@@ -64,8 +67,14 @@ Examples:
               help="Output file (default: <source stem>_x<scale>.tif in the current folder).")
 @click.option("--method", type=click.Choice(sorted(METHODS)), default="mmsr", show_default=True)
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None,
-              help=f"MMSR preset (default: {DEFAULT_PRESET}).")
-@click.option("--epochs", type=click.IntRange(0), default=None, help="MMSR epochs per tile (default: the preset's).")
+              help=f"MMSR preset (default: {DEFAULT_SCENE_PRESET} for --mode scene, {DEFAULT_PRESET} for --mode tile).")
+@click.option("--mode", type=click.Choice(MODES), default=DEFAULT_MODE, show_default=True,
+              help="MMSR: scene = one network trained on random windows of the whole raster, then run on every "
+                   "tile; tile = one network fitted per tile (the paper's per-pair optimisation).")
+@click.option("--epochs", type=click.IntRange(0), default=None,
+              help="MMSR optimisation steps: per scene (--mode scene) or per tile (default: the preset's).")
+@click.option("--batch-size", type=click.IntRange(1), default=None,
+              help="Scene mode: training windows per step (default: 4).")
 @click.option("--tile-size", type=click.IntRange(1), default=None,
               help="Tile side in source pixels (default: 512 // scale).")
 @click.option("--overlap", type=click.IntRange(0), default=None,
@@ -87,17 +96,29 @@ Examples:
 @click.option("--cog", is_flag=True, help="Write a Cloud Optimized GeoTIFF (with AVERAGE overviews).")
 @click.option("--co", "creation_options", multiple=True, callback=_creation_options, metavar="NAME=VALUE",
               help="GDAL creation option; repeatable.")
-@click.option("--overwrite", is_flag=True, help="Replace the output if it exists.")
+@click.option("--overwrite", is_flag=True, help="Replace the output if it exists (and discard an interrupted run's "
+              "checkpoint).")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from its checkpoint folder "
+              "(<output>.geosr-resume): only missing tiles are computed.")
+@click.option("--scheduler", type=click.Choice(SCHEDULERS), default="threads", show_default=True,
+              help="threads: this process; processes: a local dask.distributed cluster (one worker per GPU with "
+                   "dask-cuda, else --workers single-threaded processes); distributed: the cluster at --address.")
+@click.option("--workers", type=click.IntRange(1), default=None, help="Worker processes for --scheduler processes "
+              "(default: one per core, or per GPU).")
+@click.option("--address", default=None, help="Scheduler address for --scheduler distributed, e.g. tcp://host:8786.")
 @click.option("-v", "--verbose", count=True, help="More output (-v: per-tile epoch bars).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or messages.")
-def upsample(source, guide, scale, output, method, preset, epochs, tile_size, overlap, device, seed, band,
-             guide_bands, src_nodata, dst_nodata, resampling, bounds, exact, cog, creation_options, overwrite,
-             verbose, quiet):
+def upsample(source, guide, scale, output, method, preset, mode, epochs, batch_size, tile_size, overlap, device, seed,
+             band, guide_bands, src_nodata, dst_nodata, resampling, bounds, exact, cog, creation_options, overwrite,
+             resume, scheduler, workers, address, verbose, quiet):
     """Super-resolve SOURCE by --scale, guided by GUIDE (one or more files, stacked as bands).
 
     SOURCE and GUIDE are GDAL dataset names (files, VRTs, /vsizip/ paths) in any CRS,
     resolution and extent. The output is float32 on the source grid refined by --scale,
     with the source's CRS, nodata, band description and units.
+
+    Finished tiles are kept in <output>.geosr-resume while the run goes on; after an
+    interrupt, the same command with --resume computes only the missing ones.
     """
     from .errors import InputError
 
@@ -105,14 +126,19 @@ def upsample(source, guide, scale, output, method, preset, epochs, tile_size, ov
         output = Path(f"{Path(source.rstrip('/')).stem}_x{scale}.tif")
     options = {}
     if method == "mmsr":
-        options = dict(preset=preset, epochs=epochs, device=device, seed=seed)
+        options = dict(preset=preset, epochs=epochs, device=device, seed=seed, mode=mode, batch_size=batch_size)
         options["progress"] = True if verbose else False
     with _interruptible(output, quiet):
         try:
             t = time.perf_counter()
-            result = _run(source, list(guide), scale, output, method, band, guide_bands, src_nodata, dst_nodata,
-                          resampling, bounds, tile_size, overlap, exact, cog, creation_options, overwrite, quiet,
-                          options)
+            client = cluster.start(scheduler, workers, address, device)
+            try:
+                result = _run(source, list(guide), scale, output, method, band, guide_bands, src_nodata, dst_nodata,
+                              resampling, bounds, tile_size, overlap, exact, cog, creation_options, overwrite,
+                              resume, client, quiet, options)
+            finally:
+                if client is not None:
+                    _close(client)
         except InputError as e:
             raise click.ClickException(str(e)) from None
     if not quiet:
@@ -120,9 +146,20 @@ def upsample(source, guide, scale, output, method, preset, epochs, tile_size, ov
                    f"{time.perf_counter() - t:.0f} s", err=True)
 
 
+def _close(client):
+    cluster_ = client.cluster  # None when connected to a running scheduler (--address)
+    client.close()
+    if cluster_ is not None:  # a cluster this command started
+        cluster_.close()
+
+
 def _run(source, guides, scale, output, method, band, guide_bands, src_nodata, dst_nodata, resampling, bounds,
-         tile_size, overlap, exact, cog, creation_options, overwrite, quiet, options):
+         tile_size, overlap, exact, cog, creation_options, overwrite, resume, client, quiet, options):
+    import shutil
+
     from .api import superresolve
+    from .checkpoint import folder_for
+    from .errors import InputError
     from .grid import crop_to_bounds
     from .io import check_output, open_raster, output_bytes, write
     from .pair import check_scale
@@ -135,10 +172,27 @@ def _run(source, guides, scale, output, method, band, guide_bands, src_nodata, d
     # Before any work (superresolve reads the source once to find a valid pixel): is the output
     # allowed, and would it fit on the disk?
     check_output(output, [source, *guides], overwrite, output_bytes((src.rio.height * scale, src.rio.width * scale), cog))
+    checkpoint = folder_for(output)
+    if overwrite and not resume:
+        shutil.rmtree(checkpoint, ignore_errors=True)
+    if resume and not checkpoint.is_dir():
+        raise InputError(f"--resume: there is no checkpoint of an interrupted run at {checkpoint}; "
+                         "run without --resume")
     result = superresolve(src, gds if len(gds) > 1 else gds[0], scale, method, band=band, guide_bands=guide_bands,
                           src_nodata=src_nodata, dst_nodata=dst_nodata, resampling=resampling,
-                          tile_size=tile_size, overlap=overlap, exact=exact, **options)
-    write(result, output, cog=cog, overwrite=overwrite, progress=not quiet, **creation_options)
+                          tile_size=tile_size, overlap=overlap, exact=exact, checkpoint=checkpoint, resume=resume,
+                          client=client, **options)
+    store = result.encoding["geosr_checkpoint"]
+    if resume and not quiet:
+        n = len(result.chunks[0]) * len(result.chunks[1])
+        model = ", scene model trained" if store.has_model() else ""
+        click.echo(f"resuming from {checkpoint}: {store.tiles_done()} of {n} tiles already done{model}", err=True)
+    try:
+        write(result, output, cog=cog, overwrite=overwrite, progress=not quiet, client=client, **creation_options)
+    except Exception:
+        if not store.holds_work():  # nothing worth resuming from: leave no folder behind
+            store.remove()
+        raise
     return result
 
 
@@ -158,7 +212,16 @@ class _interruptible:
 
         def on_signal(signum, frame):
             remove_partial_files()
-            click.echo(f"\ninterrupted: nothing written to {self.output}", err=True)
+            _kill_children()
+            from .checkpoint import TileStore, folder_for
+
+            kept = TileStore(folder_for(self.output), {})
+            hint = ""
+            if kept.folder.is_dir() and kept.holds_work():
+                hint = f"; finished work is kept in {kept.folder}: run the same command with --resume to continue"
+            else:
+                kept.remove()
+            click.echo(f"\ninterrupted: nothing written to {self.output}{hint}", err=True)
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(128 + int(signum))
@@ -170,6 +233,19 @@ class _interruptible:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         return False
+
+
+def _kill_children():
+    """Stop the worker processes of a local cluster this command started (they would outlive os._exit)."""
+    try:
+        import psutil
+    except ImportError:
+        return
+    for child in psutil.Process().children(recursive=True):
+        try:
+            child.kill()
+        except psutil.Error:
+            pass
 
 
 @main.command()

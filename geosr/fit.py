@@ -58,13 +58,10 @@ def masked_cycle_l1(prediction: torch.Tensor, target: torch.Tensor, valid: torch
     return (diff * valid).sum() / valid.sum().clamp_min(1)
 
 
-def optimise(net, param_groups, inputs: tuple, compose, target, valid, scale: int, schedule: Schedule,
-             progress=None, description: str = "fit") -> list[float]:
-    """Fit ``net(*inputs)`` so that avg-pool(compose(prediction)) matches ``target``.
+def optimise(param_groups, step_loss, schedule: Schedule, progress=None, description: str = "fit") -> list[float]:
+    """Adam over ``schedule``; ``step_loss(epoch)`` returns the loss tensor of one step.
 
-    ``compose`` maps the network's HR prediction to the output actually delivered (for
-    example blended with the bicubic fallback where the guide is invalid), so the loss
-    is measured on what the user gets. Returns the loss of every epoch.
+    Returns the loss of every step.
     """
     from tqdm.auto import tqdm
 
@@ -73,15 +70,21 @@ def optimise(net, param_groups, inputs: tuple, compose, target, valid, scale: in
     # progress None: a bar on terminals and notebooks only (tqdm's disable=None).
     bar = tqdm(range(schedule.epochs), desc=description, disable=None if progress is None else not progress,
                leave=False, unit="epoch")
-    net.train()
     for epoch in bar:
         for group in opt.param_groups:
             group["lr"] = schedule.lr_at(epoch)
         opt.zero_grad(set_to_none=True)
-        loss = masked_cycle_l1(compose(net(*inputs)), target, valid, scale)
+        loss = step_loss(epoch)
         loss.backward()
         opt.step()
         history.append(loss.item())
         if epoch % 10 == 0:
             bar.set_postfix(loss=f"{history[-1]:.4f}")
     return history
+
+
+def autocast(device: torch.device, enabled: bool):
+    """bfloat16 autocast on CUDA when ``enabled`` (mixed precision); a no-op otherwise."""
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()

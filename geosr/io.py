@@ -123,7 +123,7 @@ def output_bytes(shape, cog: bool) -> int:
 
 
 def write(da: xr.DataArray, path, cog: bool = False, overwrite: bool = False, progress: bool | None = None,
-          **creation_options) -> Path:
+          client=None, **creation_options) -> Path:
     """Write a (lazy) result as float32 GeoTIFF, or COG with ``cog=True``, streaming tile by tile.
 
     Defaults: 512 x 512 tiles, DEFLATE with the floating-point predictor, BIGTIFF=IF_SAFER;
@@ -131,23 +131,32 @@ def write(da: xr.DataArray, path, cog: bool = False, overwrite: bool = False, pr
     The CRS, transform, nodata, band description, units, AREA_OR_POINT and the ``geosr_*``
     provenance attributes are written. Dask computes each block once and writes it under a
     lock, so the whole raster is never held in memory.
+
+    ``client``: a dask.distributed Client (default: the current one, else local threads). Workers then write their blocks under a
+    distributed lock, so the output's folder must be reachable from every worker.
+    A checkpoint folder of the run (``superresolve(checkpoint=...)``) is removed once the
+    output is in place.
     """
-    from .tiling import TileProgress
+    from .cluster import current_client
 
     if da.ndim != 2:
         raise InputError(f"write() takes a single-band (y, x) result, got dims {da.dims}")
     inputs = da.encoding.get("geosr_inputs", ())
     path = check_output(path, inputs, overwrite, output_bytes(da.shape, cog))
     options = {k.upper(): str(v) for k, v in creation_options.items()}
+    _remove_stale_partials(path)
     tmp = path.with_name(f".{path.name}.geosr-partial-{os.getpid()}.tif")
     tmp_cog = path.with_name(f".{path.name}.geosr-partial-{os.getpid()}.cog.tif")
     PARTIAL_FILES.update((tmp, tmp_cog))
     try:
         gtiff = {**GTIFF_OPTIONS, **({} if cog else options)}
-        with TileProgress(disable=progress is False):
-            da.rio.to_raster(tmp, driver="GTiff", dtype="float32", tags=_tags(da), lock=threading.Lock(),
-                             recalc_transform=False,
-                             **{k.lower(): v for k, v in gtiff.items()})
+        kwargs = dict(driver="GTiff", dtype="float32", tags=_tags(da), recalc_transform=False,
+                      **{k.lower(): v for k, v in gtiff.items()})
+        client = current_client(client)
+        if client is None:
+            _write_threads(da, tmp, progress, kwargs)
+        else:
+            _write_distributed(da, tmp, progress, client, kwargs)
         _describe_band(tmp, da)
         if cog:
             import rasterio.shutil
@@ -158,7 +167,49 @@ def write(da: xr.DataArray, path, cog: bool = False, overwrite: bool = False, pr
             os.replace(tmp, path)
     finally:
         remove_partial_files((tmp, tmp_cog))
+    store = da.encoding.get("geosr_checkpoint")
+    if store is not None:
+        store.remove()
     return path
+
+
+def _write_threads(da, tmp, progress, kwargs):
+    from .tiling import TileProgress
+
+    with TileProgress(disable=progress is False):
+        da.rio.to_raster(tmp, lock=threading.Lock(), **kwargs)
+
+
+def _write_distributed(da, tmp, progress, client, kwargs):
+    """Blocks are computed and written by the workers, one writer at a time (a distributed lock)."""
+    from distributed import Lock, progress as show_progress
+
+    job = da.rio.to_raster(tmp, lock=Lock(f"geosr-write-{tmp.name}"), compute=False, **kwargs)
+    future = client.compute(job, optimize_graph=False)  # graph optimisation can drop resource annotations
+    try:
+        if progress is not False:
+            show_progress(future)
+        future.result()
+    finally:
+        future.cancel()
+
+
+def _remove_stale_partials(path: Path) -> None:
+    """Delete temporary outputs for ``path`` left by runs that were killed (their process is gone)."""
+    for p in path.parent.glob(f".{path.name}.geosr-partial-*"):
+        pid = p.name[len(f".{path.name}.geosr-partial-"):].split(".")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            p.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 # Temporary outputs being written, so a signal handler can remove them without unwinding.

@@ -31,6 +31,8 @@ class Pair:
     guide_weight:  (H, W) float32 in [0, 1]: 1 where the guide is trusted, 0 where it is
                    invalid, a ramp in between so the fallback to bicubic has no seam.
     scale:         integer factor between the grids.
+    guide_mean, guide_std: (c,) the statistics ``guide`` was standardised with, so a
+                   model trained on a whole scene can re-standardise with the scene's.
     """
 
     source: np.ndarray
@@ -38,6 +40,16 @@ class Pair:
     guide: np.ndarray
     guide_weight: np.ndarray
     scale: int
+    guide_mean: np.ndarray = None
+    guide_std: np.ndarray = None
+
+    def guide_standardised(self, mean, std) -> np.ndarray:
+        """The guide standardised with other per-band statistics (a scene's); invalid pixels 0."""
+        c = self.guide.shape[0]
+        m0, s0 = self.guide_mean.reshape(c, 1, 1), self.guide_std.reshape(c, 1, 1)
+        m1, s1 = np.asarray(mean, np.float64).reshape(c, 1, 1), np.asarray(std, np.float64).reshape(c, 1, 1)
+        raw = self.guide.astype(np.float64) * s0 + m0
+        return np.where(self.guide_weight > 0, (raw - m1) / s1, 0.0).astype(np.float32)
 
     @property
     def hr_shape(self) -> tuple[int, int]:
@@ -105,12 +117,15 @@ def prepare_pair(source, guide, scale, mask=None, feather: float | None = None) 
     g = _guide_array(guide, (h * scale, w * scale), scale, (h, w))
     g_valid = np.isfinite(g).all(axis=0)
     feather = max(2 * scale, MIN_FEATHER) if feather is None else float(feather)
+    mean, std = guide_statistics(g, g_valid)
     return Pair(
         source=np.where(src_valid, src, np.nan),
         source_valid=src_valid,
-        guide=_standardise_bands(g, g_valid),
+        guide=np.where(g_valid, (g - mean[:, None, None]) / std[:, None, None], 0.0).astype(np.float32),
         guide_weight=_feathered_weight(g_valid, feather),
         scale=scale,
+        guide_mean=mean,
+        guide_std=std,
     )
 
 
@@ -172,16 +187,13 @@ def _guide_array(guide, hr_shape, scale, lr_shape):
     return g
 
 
-def _standardise_bands(g: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Zero mean, unit std per band over valid pixels, in float64; invalid pixels become 0."""
-    out = np.zeros(g.shape, np.float32)
+def guide_statistics(g: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-band mean and std (1 where flat) over pixels valid in every band; 0 and 1 when none is."""
     if not valid.any():
-        return out
-    for b in range(g.shape[0]):
-        v = g[b][valid]
-        mean, std = v.mean(), v.std()
-        out[b][valid] = (v - mean) / (std if std > 0 else 1.0)
-    return out
+        return np.zeros(g.shape[0]), np.ones(g.shape[0])
+    v = g[:, valid]
+    std = v.std(axis=1)
+    return v.mean(axis=1), np.where(std > 0, std, 1.0)
 
 
 def _feathered_weight(valid: np.ndarray, feather: float) -> np.ndarray:

@@ -62,12 +62,18 @@ def _fall(n: int) -> np.ndarray:
     return np.concatenate([np.ones(dead), fall, np.zeros(dead)])
 
 
-def tiled(source, guide, scale: int, tile_size: int, overlap: int, fit, exact: bool, token: str):
-    """Lazy HR float32 mosaic of ``fit(lr_tile, hr_guide_tile)`` over all tiles.
+def tiled(source, guide, scale: int, tile_size: int, overlap: int, fit, exact: bool, token: str,
+          model=None, store=None, resources=None):
+    """Lazy HR float32 mosaic of ``fit(lr_tile, hr_guide_tile[, model])`` over all tiles.
 
     source: dask (h, w) float64, NaN = invalid. guide: dask (bands, h*scale, w*scale).
-    ``fit`` must be a picklable function (it may run in another process).
+    ``fit`` must be a picklable function (it may run in another process). ``model``: a
+    dask Delayed passed to every fit (a scene model). ``store``: a
+    :class:`geosr.checkpoint.TileStore`; tiles already in it are loaded, not fitted (nor
+    read), and new ones are saved. ``resources``: dask worker resources the fit tasks
+    need (e.g. ``{"GPU": 1}``).
     """
+    import dask
     import dask.array as da
     from dask.highlevelgraph import HighLevelGraph
 
@@ -87,7 +93,11 @@ def tiled(source, guide, scale: int, tile_size: int, overlap: int, fit, exact: b
         wy = window(y1 - y0, yb, ya)
         for j, (x0, x1, xb, xa) in enumerate(x_span):
             wx = window(x1 - x0, xb, xa)
-            fits[(fit_name, i, j)] = (_fit_tile, (lo.name, i, j), (ho.name, 0, i, j), wy, wx, fit)
+            if store is not None and store.has_tile(i, j):
+                fits[(fit_name, i, j)] = (_load_tile, store, (i, j), wy, wx)
+            else:
+                fits[(fit_name, i, j)] = (_fit_tile, (lo.name, i, j), (ho.name, 0, i, j), wy, wx, fit,
+                                          None if model is None else model.key, store, (i, j))
     blends = {}
     cores_y, cores_x = _cores(ys, scale), _cores(xs, scale)
     for i, (cy0, cy1) in enumerate(cores_y):
@@ -103,8 +113,9 @@ def tiled(source, guide, scale: int, tile_size: int, overlap: int, fit, exact: b
             blends[(blend_name, i, j)] = (_blend, (cy1 - cy0, cx1 - cx0), keys, [p[1:] for p in pieces],
                                           (src.name, i, j), scale, exact)
     haloed = (tuple(b - a for a, b, _, _ in y_span), tuple(b - a for a, b, _, _ in x_span))
-    tiles = da.Array(HighLevelGraph.from_collections(fit_name, fits, dependencies=[lo, ho]), fit_name,
-                     chunks=haloed, dtype=np.float64)
+    with dask.annotate(**({"resources": resources} if resources else {})):
+        layer = HighLevelGraph.from_collections(fit_name, fits, dependencies=[lo, ho] + ([] if model is None else [model]))
+    tiles = da.Array(layer, fit_name, chunks=haloed, dtype=np.float64)
     graph = HighLevelGraph.from_collections(blend_name, blends, dependencies=[tiles, src])
     chunks = (tuple(c * scale for c in ys), tuple(c * scale for c in xs))
     return da.Array(graph, blend_name, chunks=chunks, dtype=np.float32)
@@ -136,8 +147,19 @@ def _intersect(span, c0, c1):
     return slice(a - t0, b - t0), slice(a - c0, b - c0)
 
 
-def _fit_tile(lr, hr_guide, wy, wx, fit):
-    out = np.asarray(fit(lr, hr_guide), np.float64)
+def _fit_tile(lr, hr_guide, wy, wx, fit, model=None, store=None, tile=None):
+    out = fit(lr, hr_guide) if model is None else fit(lr, hr_guide, model)
+    if store is not None:
+        store.save_tile(*tile, out)
+    return _weighted(out, wy, wx)
+
+
+def _load_tile(store, tile, wy, wx):
+    return _weighted(store.load_tile(*tile), wy, wx)
+
+
+def _weighted(out, wy, wx):
+    out = np.asarray(out, np.float64)
     w = wy[:, None] * wx[None, :]
     return np.where(w > 0, out * w, 0.0)  # a pixel a tile does not weigh cannot spoil the sum, even if NaN
 

@@ -31,7 +31,7 @@ def run(case, guide=None, **kw):
     src = geosr.open_raster(case["source"])
     g = geosr.open_raster(guide or case["ortho"])
     if kw.get("method", "mmsr") == "mmsr":
-        kw = {"epochs": EPOCHS, **kw}
+        kw = {"epochs": EPOCHS, "mode": "tile", **kw}
     return src, geosr.superresolve(src, g, SCALE, **kw).compute()
 
 
@@ -84,7 +84,8 @@ def test_guide_in_geographic_crs_gives_the_same_grid_and_accuracy(case, single, 
 
 def test_tiles_blend_without_seams(case, single):
     src, one = single
-    lazy = geosr.superresolve(src, geosr.open_raster(case["ortho"]), SCALE, epochs=EPOCHS, tile_size=52)
+    lazy = geosr.superresolve(src, geosr.open_raster(case["ortho"]), SCALE, epochs=EPOCHS, tile_size=52,
+                             mode="tile")
     ys, xs = lazy.chunks
     assert len(ys) == 2 and len(xs) == 2
     tiled = lazy.compute()

@@ -47,10 +47,10 @@ def check_options(name: str, options: dict) -> None:
     """Raise the InputError a run would raise for bad options, before any work starts."""
     get_method(name)
     if name == "mmsr":
-        from .mmsr import config_for
+        from .mmsr import RUN_OPTIONS, config_for
 
         config_for(options.get("preset"), **{k: v for k, v in options.items()
-                                             if k not in (*COMMON_OPTIONS, "preset", "checkpointing")})
+                                             if k not in (*COMMON_OPTIONS, *RUN_OPTIONS)})
         if options.get("device") is not None:
             from ..fit import resolve_device
 

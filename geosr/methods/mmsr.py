@@ -39,12 +39,23 @@ PRESETS: dict[str, MMSRConfig] = {
     # presets are better still when ~12x the time is available.
     "fast": MMSRConfig(channels=16, source_neighbourhood=5, guide_neighbourhood=3, epochs=650,
                        guide_weight_decay=0.0),
+    # The default for mode="scene" (one network for a whole raster; epochs = steps over 4
+    # windows): a network that generalises across a scene needs more channels than one
+    # fitted to a single tile. On the Sentinel-2 Wald check, 32 channels gave 0.745x
+    # bicubic against 0.839x with 16, at 300 steps (benchmarks/RESULTS.md).
+    "scene": MMSRConfig(channels=32, source_neighbourhood=5, guide_neighbourhood=3, epochs=300,
+                        guide_weight_decay=0.0),
 }
 DEFAULT_PRESET = "fast"
+DEFAULT_SCENE_PRESET = "scene"
 
 # Above this many activation elements per feature map (H * W * channels) the network
 # recomputes activations in backward (gradient checkpointing) to bound memory.
 _CHECKPOINT_ABOVE = 2**25
+
+
+# run() options that are not MMSRConfig fields.
+RUN_OPTIONS = ("preset", "checkpointing", "amp", "model")
 
 
 def config_for(preset: str | None = None, **overrides) -> MMSRConfig:
@@ -56,7 +67,7 @@ def config_for(preset: str | None = None, **overrides) -> MMSRConfig:
     unknown = set(overrides) - fields
     if unknown:
         raise InputError(f"unknown MMSR option(s) {sorted(unknown)}; valid ones are {sorted(fields)} "
-                         "plus preset, device, seed, progress and checkpointing")
+                         f"plus device, seed, progress and {', '.join(RUN_OPTIONS)}")
     cfg = dataclasses.replace(PRESETS[preset_name], **{k: v for k, v in overrides.items() if v is not None})
     _check_config(cfg)
     return cfg
@@ -80,15 +91,28 @@ def _check_config(cfg: MMSRConfig) -> None:
 
 
 def run(pair: Pair, preset: str | None = None, device=None, seed: int = 0, progress=None,
-        checkpointing: bool | None = None, **overrides) -> tuple[np.ndarray, dict]:
-    """Fit MMSR on ``pair`` and return the HR prediction (float64, source units) and details."""
+        checkpointing: bool | None = None, amp: bool | None = None, model=None,
+        **overrides) -> tuple[np.ndarray, dict]:
+    """Fit MMSR on ``pair`` and return the HR prediction (float64, source units) and details.
+
+    ``model``: a :class:`geosr.scene.SceneModel` trained on the whole scene; the pair is
+    then only predicted, not fitted. ``amp``: bfloat16 mixed precision (None: on CUDA).
+    """
     import torch
 
-    from ..fit import Schedule, optimise, resolve_device, seeded
+    if model is not None:
+        from ..scene import predict
+
+        if overrides or preset is not None:
+            raise InputError(f"with a trained scene model the network is fixed; drop {sorted(overrides) or ['preset']}")
+        return predict(model, pair, device=device, amp=amp)
+
+    from ..fit import Schedule, autocast, masked_cycle_l1, optimise, resolve_device, seeded
     from ..nn.mmsr_net import MMSRNet
 
     cfg = config_for(preset, **overrides)
     dev = resolve_device(device)
+    amp = dev.type == "cuda" if amp is None else bool(amp)
     s = pair.scale
     mean = float(pair.source[pair.source_valid].mean())
     std = float(pair.source[pair.source_valid].std()) or 1.0
@@ -108,13 +132,20 @@ def run(pair: Pair, preset: str | None = None, device=None, seed: int = 0, progr
         net = MMSRNet(pair.guide.shape[0], cfg.channels, cfg.source_neighbourhood, cfg.guide_neighbourhood,
                       checkpointing=checkpointing).to(dev)
         schedule = Schedule(cfg.epochs, cfg.lr, cfg.lr_decay, cfg.lr_decay_every)
-        history = optimise(net, net.param_groups(cfg.guide_weight_decay), (guide, source_in), compose,
-                           source_in, valid, s, schedule, progress=progress, description="mmsr")
+        net.train()
+
+        def step_loss(epoch):
+            with autocast(dev, amp):
+                prediction = net(guide, source_in)
+            return masked_cycle_l1(compose(prediction.float()), source_in, valid, s)
+
+        history = optimise(net.param_groups(cfg.guide_weight_decay), step_loss, schedule, progress=progress,
+                           description="mmsr")
         net.eval()
-        with torch.no_grad():
+        with torch.no_grad(), autocast(dev, amp):
             pred = net(guide, source_in)[0, 0].double().cpu().numpy()
     details = {"config": dataclasses.asdict(cfg), "preset": preset or DEFAULT_PRESET, "device": str(dev),
-               "seed": seed, "loss_history": history, "loss_cells": int(valid.sum().item())}
+               "seed": seed, "amp": amp, "loss_history": history, "loss_cells": int(valid.sum().item())}
     return pred * std + mean, details
 
 

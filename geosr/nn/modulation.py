@@ -38,7 +38,10 @@ def _offsets(size: int):
 
 
 class _AdaptiveFilter(torch.autograd.Function):
+    # Under mixed precision the filter still runs in float32: its softmax over k^2 logits
+    # and its long sums lose too much in bfloat16; the convolutions around it need not.
     @staticmethod
+    @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)
     def forward(ctx, query, values, size):
         _, _, h, w = values.shape
         r = size // 2
@@ -59,6 +62,7 @@ class _AdaptiveFilter(torch.autograd.Function):
         return out
 
     @staticmethod
+    @torch.amp.custom_bwd(device_type="cuda")
     def backward(ctx, grad_out):
         query, padded, weights = ctx.saved_tensors
         size = ctx.size

@@ -1,0 +1,187 @@
+"""Scene-level training: one MMSR network for a whole raster, trained on random tile pairs.
+
+The paper fits one network per pair. Over a scene cut into many tiles that costs
+epochs x tiles, and each tile ends with its own low-frequency offset. Here one network
+is trained, with the same cycle loss, on batches of windows drawn at random from the
+whole scene; then it is run once over every tile. The cost is the training budget plus
+one forward pass per tile, and all tiles share one model, so they agree at the seams.
+
+Inputs are standardised with statistics of the whole scene (estimated on the training
+windows), not per tile, so that a dark tile is not stretched to look like a bright one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import InputError
+from .pair import blend, guide_statistics, prepare_pair
+
+# Training windows: side in output pixels, how many are drawn, and how many go into one step.
+WINDOW = 192
+WINDOWS = 64
+BATCH = 4
+# A window is used for training only if this share of its guide pixels is valid.
+MIN_GUIDE_VALID = 0.25
+
+
+@dataclass
+class SceneModel:
+    """A trained scene network and the statistics its inputs were standardised with.
+
+    Picklable (plain numpy arrays), so it can travel to dask workers and be checkpointed.
+    """
+
+    config: dict
+    scale: int
+    guide_bands: int
+    source_mean: float
+    source_std: float
+    guide_mean: np.ndarray
+    guide_std: np.ndarray
+    state: dict
+    details: dict = field(default_factory=dict, repr=False)
+
+
+def windows(lr_shape, scale: int, count: int = WINDOWS, window: int = WINDOW, seed: int = 0):
+    """``count`` random windows (y0, x0, height, width) in source pixels, inside the raster.
+
+    A window is ``window`` output pixels on a side (at least 8 source pixels), or the
+    whole raster where it is smaller.
+    """
+    h, w = lr_shape
+    side = max(8, -(-window // scale))
+    wy, wx = min(side, h), min(side, w)
+    if (wy, wx) == (h, w):
+        return [(0, 0, h, w)]
+    rng = np.random.default_rng(seed)
+    ys = rng.integers(0, h - wy + 1, count)
+    xs = rng.integers(0, w - wx + 1, count)
+    return [(int(y), int(x), wy, wx) for y, x in zip(ys, xs)]
+
+
+def train(sources, guides, scale: int, *, preset=None, epochs=None, batch_size: int = BATCH, device=None,
+          seed: int = 0, progress=None, amp: bool | None = None, **overrides) -> SceneModel:
+    """Train one network on the windows ``sources`` [(h, w)] and ``guides`` [(c, h*s, w*s)].
+
+    NaN marks invalid pixels in both. ``preset`` defaults to "scene" (32 channels, 300
+    steps). ``epochs`` counts optimisation steps, each over a batch of ``batch_size``
+    windows (default: the preset's epochs).
+    """
+    import torch
+
+    from .fit import Schedule, autocast, masked_cycle_l1, optimise, resolve_device, seeded
+    from .methods.mmsr import DEFAULT_SCENE_PRESET, config_for
+    from .nn.mmsr_net import MMSRNet
+
+    t0 = time.perf_counter()
+    cfg = config_for(preset or DEFAULT_SCENE_PRESET, **({"epochs": epochs} if epochs is not None else {}), **overrides)
+    dev = resolve_device(device)
+    amp = dev.type == "cuda" if amp is None else bool(amp)
+    pairs = []
+    for src, gd in zip(sources, guides):
+        src = np.asarray(src, np.float64)
+        if not np.isfinite(src).any():
+            continue
+        pair = prepare_pair(src, gd, scale)
+        if (pair.guide_weight > 0).mean() >= MIN_GUIDE_VALID:
+            pairs.append(pair)
+    if not pairs:
+        raise InputError("no training window has a valid source and a valid guide; check the guide's nodata and "
+                         "footprint, or use mode='tile'")
+    values = np.concatenate([p.source[p.source_valid] for p in pairs])
+    source_mean, source_std = float(values.mean()), float(values.std()) or 1.0
+    raw = np.concatenate([(p.guide.astype(np.float64) * p.guide_std[:, None, None] + p.guide_mean[:, None, None])
+                          [:, p.guide_weight > 0] for p in pairs], axis=1)
+    guide_mean, guide_std = guide_statistics(raw, np.ones(raw.shape[1], bool))
+
+    def stack(arrays):
+        return torch.from_numpy(np.ascontiguousarray(np.stack(arrays), np.float32)).to(dev)
+
+    src_in = stack([(p.source_filled - source_mean) / source_std for p in pairs])[:, None]
+    valid = stack([p.source_valid for p in pairs])[:, None]
+    guide = stack([p.guide_standardised(guide_mean, guide_std) for p in pairs])
+    weight = stack([p.guide_weight for p in pairs])[:, None]
+    fallback = stack([(p.bicubic_filled - source_mean) / source_std for p in pairs])[:, None]
+
+    batch_size = int(batch_size)
+    if batch_size < 1:
+        raise InputError(f"batch_size must be an integer >= 1, got {batch_size}")
+    batch_size = min(batch_size, len(pairs))
+    with seeded(seed, dev):
+        net = MMSRNet(guide.shape[1], cfg.channels, cfg.source_neighbourhood, cfg.guide_neighbourhood).to(dev)
+        order = torch.Generator().manual_seed(seed)
+        net.train()
+
+        def step_loss(epoch):
+            i = torch.randperm(len(pairs), generator=order)[:batch_size].to(dev)
+            with autocast(dev, amp):
+                prediction = net(guide[i], src_in[i])
+            composed = blend(prediction.float(), weight[i], fallback[i])
+            return masked_cycle_l1(composed, src_in[i], valid[i], scale)
+
+        schedule = Schedule(cfg.epochs, cfg.lr, cfg.lr_decay, cfg.lr_decay_every)
+        history = optimise(net.param_groups(cfg.guide_weight_decay), step_loss, schedule, progress=progress,
+                           description="scene")
+    state = {k: v.detach().cpu().numpy() for k, v in net.state_dict().items()}
+    details = {"windows": len(pairs), "batch_size": batch_size, "device": str(dev), "amp": amp, "seed": seed,
+               "seconds": time.perf_counter() - t0, "loss_history": history}
+    return SceneModel(dataclasses.asdict(cfg), scale, int(guide.shape[1]), source_mean, source_std, guide_mean,
+                      guide_std, state, details)
+
+
+def predict(model: SceneModel, pair, device=None, amp: bool | None = None) -> tuple[np.ndarray, dict]:
+    """Run the scene network on one pair: the HR prediction (float64, source units) and details."""
+    import torch
+
+    from .fit import autocast, resolve_device
+    from .nn.mmsr_net import MMSRNet
+
+    if pair.scale != model.scale or pair.guide.shape[0] != model.guide_bands:
+        raise InputError(f"this scene model was trained at scale {model.scale} with {model.guide_bands} guide band(s); "
+                         f"the pair has scale {pair.scale} and {pair.guide.shape[0]}")
+    dev = resolve_device(device)
+    amp = dev.type == "cuda" if amp is None else bool(amp)
+    cfg = model.config
+    net = MMSRNet(model.guide_bands, cfg["channels"], cfg["source_neighbourhood"], cfg["guide_neighbourhood"])
+    net.load_state_dict({k: torch.from_numpy(v) for k, v in model.state.items()})
+    net.to(dev).eval()
+
+    def tensor(a):
+        return torch.from_numpy(np.ascontiguousarray(a, np.float32)).to(dev)
+
+    source_in = tensor((pair.source_filled - model.source_mean) / model.source_std)[None, None]
+    guide = tensor(pair.guide_standardised(model.guide_mean, model.guide_std))[None]
+    with torch.no_grad(), autocast(dev, amp):
+        pred = net(guide, source_in)[0, 0].double().cpu().numpy()
+    return pred * model.source_std + model.source_mean, {"mode": "scene", "device": str(dev), "amp": amp}
+
+
+def lazy_train(lr, hr_guide, scale: int, options: dict, token: str, store=None, resources=None):
+    """A dask Delayed that trains the scene model on random windows of the lazy ``lr``/``hr_guide``.
+
+    Only the windows are read. With a ``store`` (:mod:`geosr.checkpoint`) the model is
+    saved there once trained, and a model already there is loaded instead.
+    """
+    import dask
+    from dask.delayed import Delayed
+
+    name = f"geosr-train-{token}"
+    if store is not None and store.has_model():
+        return Delayed(name, {name: (store.load_model,)})
+    s = scale
+    wins = windows(lr.shape, s, seed=options.get("seed") or 0)
+    sources = [lr[y:y + h, x:x + w] for y, x, h, w in wins]
+    guides = [hr_guide[:, y * s:(y + h) * s, x * s:(x + w) * s] for y, x, h, w in wins]
+    with dask.annotate(**({"resources": resources} if resources else {})):
+        return dask.delayed(_train_and_keep, pure=True)(sources, guides, s, store, options, dask_key_name=name)
+
+
+def _train_and_keep(sources, guides, scale, store, options):
+    model = train(sources, guides, scale, **options)
+    if store is not None:
+        store.save_model(model)
+    return model

@@ -1,0 +1,86 @@
+"""dask.distributed: a local cluster gives the threaded scheduler's output; GPU-resource workers get the fits."""
+import numpy as np
+import pytest
+import rasterio
+from click.testing import CliRunner
+from rasterio.windows import Window
+
+import geosr
+from geosr.cli import main
+
+from conftest import degrade, write_tif
+
+ARGS = ["--scale", "4", "--tile-size", "12", "--overlap", "2", "--seed", "3", "-q"]
+
+
+@pytest.fixture(scope="module")
+def files(fieldimager, tmp_path_factory):
+    dsm, ortho = fieldimager
+    d = tmp_path_factory.mktemp("distributed_inputs")
+    source, _ = degrade(dsm, d / "src.tif", 4, Window(150, 150, 96, 96))
+    with rasterio.open(ortho) as g:
+        win = rasterio.windows.from_bounds(*rasterio.open(source).bounds, transform=g.transform)
+        win = win.round_offsets().round_lengths()
+        guide = write_tif(d / "ortho.tif", g.read(window=win), g.crs, g.window_transform(win), nodata=g.nodata)
+    return str(source), str(guide)
+
+
+def read(path):
+    with rasterio.open(path) as r:
+        return r.read(1), r.transform, r.crs, r.tags()
+
+
+@pytest.fixture
+def one_torch_thread():
+    """dask workers run torch on one thread each (dask sets OMP_NUM_THREADS=1 in them); torch's
+    reductions depend on the thread count, so the threaded run uses one too."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("mode", ["tile", "scene"])
+def test_local_cluster_of_two_workers_equals_threads(files, tmp_path, mode, one_torch_thread):
+    common = [*files, *ARGS, "--mode", mode, "--epochs", "30"]
+    res = CliRunner().invoke(main, ["upsample", *common, "-o", str(tmp_path / "threads.tif")])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(main, ["upsample", *common, "-o", str(tmp_path / "cluster.tif"),
+                                    "--scheduler", "processes", "--workers", "2"])
+    assert res.exit_code == 0, res.output
+    a, b = read(tmp_path / "threads.tif"), read(tmp_path / "cluster.tif")
+    np.testing.assert_array_equal(b[0], a[0])
+    assert b[1:] == a[1:]
+
+
+def test_fits_run_only_on_workers_with_a_gpu_resource(files, tmp_path):
+    """On a mixed cluster, fit and training tasks go to the worker advertising GPU=1."""
+    from distributed import Client, LocalCluster, Worker, get_task_stream
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, resources={"GPU": 1},
+                      dashboard_address=None) as cluster:
+        cluster.worker_spec["cpu-only"] = {"cls": Worker, "options": {"nthreads": 1}}
+        cluster.sync(cluster._correct_state)
+        with Client(cluster) as client:
+            client.wait_for_workers(2)
+            gpu_worker = next(a for a, w in client.scheduler_info()["workers"].items() if w["resources"])
+            src, guide = geosr.open_raster(files[0]), geosr.open_raster(files[1])
+            out = geosr.superresolve(src, guide, 4, mode="scene", epochs=5, tile_size=12, overlap=2, client=client)
+            with get_task_stream(client) as stream:
+                geosr.write(out, tmp_path / "o.tif", client=client, progress=False)
+    fits = [t for t in stream.data if str(t["key"]).startswith(("('geosr-fit", "geosr-train"))]
+    assert len(fits) == 5  # the training and 4 tiles
+    assert {t["worker"] for t in fits} == {gpu_worker}
+    others = [t for t in stream.data if t not in fits]
+    assert others, "reading and blending run anywhere"
+
+
+def test_scheduler_options_are_checked(files, tmp_path):
+    res = CliRunner().invoke(main, ["upsample", *files, "-o", str(tmp_path / "o.tif"), "--scheduler",
+                                    "distributed"])
+    assert res.exit_code != 0 and "needs --address" in res.output
+    res = CliRunner().invoke(main, ["upsample", *files, "-o", str(tmp_path / "o.tif"), "--workers", "2"])
+    assert res.exit_code != 0 and "--scheduler processes" in res.output
+    assert not list(tmp_path.iterdir())

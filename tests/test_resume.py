@@ -1,0 +1,119 @@
+"""Resumable runs: a run killed partway continues with --resume and gives the same output bit for bit."""
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import rasterio
+from click.testing import CliRunner
+from rasterio.windows import Window
+
+from geosr.checkpoint import folder_for
+from geosr.cli import main
+
+from conftest import degrade, write_tif
+
+# 2 x 2 tiles of 12 x 12 source pixels.
+TILES = ["--tile-size", "12", "--overlap", "2", "--scale", "4"]
+
+
+@pytest.fixture(scope="module")
+def files(fieldimager, tmp_path_factory):
+    dsm, ortho = fieldimager
+    d = tmp_path_factory.mktemp("resume_inputs")
+    source, _ = degrade(dsm, d / "src.tif", 4, Window(150, 150, 96, 96))
+    with rasterio.open(ortho) as g:
+        win = rasterio.windows.from_bounds(*rasterio.open(source).bounds, transform=g.transform)
+        win = win.round_offsets().round_lengths()
+        guide = write_tif(d / "ortho.tif", g.read(window=win), g.crs, g.window_transform(win), nodata=g.nodata)
+    return source, guide
+
+
+def cli(*args):
+    res = CliRunner().invoke(main, ["upsample", *map(str, args)])
+    return res
+
+
+def start(args):
+    return subprocess.Popen([sys.executable, "-m", "geosr.cli", "upsample", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def kill_when(proc, ready, timeout=180):
+    """SIGKILL ``proc`` (no chance to clean up, like a crash) as soon as ``ready()`` holds."""
+    try:
+        deadline = time.time() + timeout
+        while time.time() < deadline and not ready():
+            assert proc.poll() is None, proc.communicate()[0]
+            time.sleep(0.05)
+        assert ready(), "the run never reached the point to interrupt"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+
+
+def read(path):
+    with rasterio.open(path) as r:
+        return r.read(1), r.transform, r.crs
+
+
+def test_tile_mode_run_killed_then_resumed_equals_an_uninterrupted_run(files, tmp_path):
+    source, guide = tmp_path / "src.tif", files[1]
+    shutil.copy(files[0], source)
+    args = [source, guide, *TILES, "--mode", "tile", "--epochs", "250"]
+    res = cli(*args, "-o", tmp_path / "ref.tif")
+    assert res.exit_code == 0, res.output
+    assert not folder_for(tmp_path / "ref.tif").exists(), "the checkpoint is removed after success"
+
+    out = tmp_path / "out.tif"
+    ckpt = folder_for(out)
+    kill_when(start([*args, "-o", out]), lambda: len(list(ckpt.glob("tile-*.npy"))) >= 1)
+    done = len(list(ckpt.glob("tile-*.npy")))
+    assert not out.exists() and 1 <= done < 4
+
+    res = cli(*args, "-o", out)
+    assert res.exit_code != 0 and "--resume" in res.output and "finished tile" in res.output, res.output
+
+    res = cli(*args, "-o", out, "--resume")
+    assert res.exit_code == 0, res.output
+    assert f"{done} of 4 tiles already done" in res.output, res.output
+    ref, resumed = read(tmp_path / "ref.tif"), read(out)
+    np.testing.assert_array_equal(resumed[0], ref[0])
+    assert resumed[1:] == ref[1:]
+    assert not ckpt.exists()
+    assert not list(tmp_path.glob(".out.tif.geosr-partial-*")), "the killed run's temporary output is cleaned up"
+
+    # A changed input cannot be resumed from; the checkpoint is left alone, --overwrite starts over.
+    kill_when(start([*args, "-o", out.with_name("o2.tif")]),
+              lambda: len(list(folder_for(out.with_name("o2.tif")).glob("tile-*.npy"))) >= 1)
+    with rasterio.open(source, "r+") as r:
+        a = r.read(1)
+        a[5, 5] += 1.0
+        r.write(a, 1)
+    res = cli(*args, "-o", out.with_name("o2.tif"), "--resume")
+    assert res.exit_code != 0 and "changed" in res.output and "src.tif" in res.output, res.output
+    assert folder_for(out.with_name("o2.tif")).is_dir()
+    res = cli(*args, "-o", out.with_name("o2.tif"), "--overwrite")
+    assert res.exit_code == 0, res.output
+    assert not folder_for(out.with_name("o2.tif")).exists()
+
+
+def test_scene_mode_resumes_with_the_trained_model(files, tmp_path):
+    source, guide = files
+    args = [source, guide, *TILES, "--mode", "scene", "--epochs", "120"]
+    res = cli(*args, "-o", tmp_path / "ref.tif")
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "out.tif"
+    kill_when(start([*args, "-o", out]), lambda: (folder_for(out) / "scene-model.pickle").exists())
+    res = cli(*args, "-o", out, "--resume")
+    assert res.exit_code == 0, res.output
+    assert "scene model trained" in res.output
+    np.testing.assert_array_equal(read(out)[0], read(tmp_path / "ref.tif")[0])
+
+
+def test_resume_without_a_checkpoint_says_so(files, tmp_path):
+    res = cli(*files, *TILES, "-o", tmp_path / "o.tif", "--resume")
+    assert res.exit_code != 0 and "no checkpoint" in res.output

@@ -1,0 +1,93 @@
+"""Scene-level training (mode="scene") on the real fieldimager DSM and orthophoto.
+
+One network is trained on random windows of the whole raster and run on every tile.
+Test-size settings; benchmarks/pipeline.py and benchmarks/throughput.py run the defaults.
+"""
+import pickle
+
+import numpy as np
+import pytest
+
+import geosr
+from geosr.errors import InputError
+from geosr.metrics import border_jump_ratio, hillshade, rmse
+from geosr.pair import prepare_pair
+from geosr.scene import lazy_train, predict, train, windows
+
+from conftest import degrade
+
+SCALE = 4
+STEPS = 150
+
+
+@pytest.fixture(scope="module")
+def case(fieldimager, tmp_path_factory):
+    dsm, ortho = fieldimager
+    source, truth = degrade(dsm, tmp_path_factory.mktemp("scene") / "dsm_x4.tif", SCALE)
+    return {"source": geosr.open_raster(str(source)), "guide": geosr.open_raster(str(ortho)), "truth": truth}
+
+
+def run_scene(case, **kw):
+    return geosr.superresolve(case["source"], case["guide"], SCALE, mode="scene", epochs=STEPS, tile_size=52, **kw)
+
+
+@pytest.fixture(scope="module")
+def tiled_scene(case):
+    """2 x 2 tiles sharing one scene model."""
+    lazy = run_scene(case)
+    assert [len(c) for c in lazy.chunks] == [2, 2]
+    return lazy.chunks, lazy.compute()
+
+
+def test_scene_mode_beats_bicubic_without_seams(case, tiled_scene):
+    (ys, xs), out = tiled_scene
+    bicubic = geosr.superresolve(case["source"], case["guide"], SCALE, "bicubic").compute()
+    truth = case["truth"]
+    ratio = rmse(out.values, truth) / rmse(bicubic.values, truth)
+    print(f"scene mode, {STEPS} steps, 2x2 tiles: {ratio:.3f} x bicubic")
+    assert ratio <= 0.90
+    assert out.attrs["geosr_mode"] == "scene"
+    # Seams: the hillshade's jumps across the tile borders are no larger than inside tiles.
+    jumps = border_jump_ratio(hillshade(out.values, abs(out.rio.transform().a)), np.cumsum(ys)[:-1],
+                              np.cumsum(xs)[:-1])
+    print(f"hillshade p99 jump across tile borders / inside: {jumps:.2f}")
+    assert jumps <= 1.5
+
+
+def test_same_seed_same_output(case, tiled_scene):
+    np.testing.assert_array_equal(run_scene(case).compute().values, tiled_scene[1].values)
+
+
+def test_windows_are_inside_the_raster_and_reproducible():
+    w = windows((300, 200), 4, count=20, window=192, seed=3)
+    assert w == windows((300, 200), 4, count=20, window=192, seed=3)
+    assert w != windows((300, 200), 4, count=20, window=192, seed=4)
+    assert all(h == 48 and wd == 48 and 0 <= y <= 300 - 48 and 0 <= x <= 200 - 48 for y, x, h, wd in w)
+    assert windows((20, 30), 4, window=192) == [(0, 0, 20, 30)]  # smaller than a window: the whole raster
+
+
+def test_scene_model_travels_and_checks_what_it_is_given():
+    rng = np.random.default_rng(0)
+    lr, g = rng.random((24, 24)), rng.random((3, 96, 96))
+    model = train([lr], [g], SCALE, epochs=2)
+    restored = pickle.loads(pickle.dumps(model))
+    pair = prepare_pair(lr, g, SCALE)
+    a, _ = predict(model, pair)
+    b, _ = predict(restored, pair)
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(InputError, match="trained at scale 4 with 3 guide band"):
+        predict(model, prepare_pair(lr, g[:2], SCALE))
+    with pytest.raises(InputError, match="no training window"):
+        train([lr], [np.full((3, 96, 96), np.nan)], SCALE, epochs=1)
+
+
+def test_lazy_training_draws_its_windows_from_the_lazy_arrays():
+    import dask.array as da
+
+    lr = da.from_array(np.ones((400, 400)), chunks=100)
+    hr = da.from_array(np.ones((1, 1600, 1600), np.float32), chunks=(1, 400, 400))
+    model = lazy_train(lr, hr, SCALE, {"epochs": 1, "seed": 0}, "t")
+    wins = windows(lr.shape, SCALE)
+    assert len(wins) == 64 and all(h == 48 for _, _, h, _ in wins)
+    trained = model.compute()
+    assert trained.details["windows"] == 64 and trained.scale == SCALE
