@@ -87,8 +87,8 @@ def _blend_fallback(prediction: np.ndarray, pair) -> np.ndarray:
     return np.where(pair.hr_valid, out, np.nan)
 
 
-MODES = ("scene", "tile")
-DEFAULT_MODE = "scene"
+MODES = ("auto", "scene", "tile")
+DEFAULT_MODE = "auto"
 
 # One fit at a time per process: each fit already uses every core (torch) or the whole GPU,
 # so concurrent fits would only oversubscribe. Reading and writing still overlap with it.
@@ -122,10 +122,11 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
         ``ceil(32 / scale)``: 512-pixel output tiles; neighbours blend over overlap * scale output
         pixels, and the outer half of each halo is discarded). A source
         smaller than one tile is one tile.
-    mode : "scene" (default) trains one MMSR network on random windows of the whole raster
+    mode : "scene" trains one MMSR network on random windows of the whole raster
         (``epochs`` optimisation steps over batches of ``batch_size`` windows) and runs it on
-        every tile; "tile" fits a network per tile, as the paper does per pair. See
-        :mod:`geosr.scene` and benchmarks/RESULTS.md for how they compare.
+        every tile; "tile" fits a network per tile, as the paper does per pair; "auto"
+        (default) is "tile" for a raster of one tile and "scene" for more. Per tile is the
+        more accurate, scene the cheaper by about the number of tiles (benchmarks/RESULTS.md).
     checkpoint : a folder where finished tiles (and the scene model) are saved as they
         complete; with ``resume=True`` a run that was interrupted continues from it, and
         gives the same output bit for bit. :func:`geosr.write` removes it after success.
@@ -152,9 +153,8 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
     check_options(method, options)
     if mode not in MODES:
         raise InputError(f"mode must be one of {MODES}, got {mode!r}")
-    scene = mode == "scene" and method == "mmsr"
     if batch_size is not None:
-        if not scene:
+        if mode == "tile" or method != "mmsr":
             raise InputError("batch_size applies to mode='scene' with method='mmsr' only")
         _positive_int(batch_size, "batch_size")
     src = inputs.source_band(source, band, src_nodata)
@@ -180,6 +180,12 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
 
     tile_size = max(1, 512 // scale) if tile_size is None else _positive_int(tile_size, "tile_size")
     overlap = math.ceil(32 / scale) if overlap is None else _positive_int(overlap, "overlap", low=0)
+    if method != "mmsr":
+        mode = "tile"
+    elif mode == "auto":
+        one_tile = all(len(tiling.split(n, tile_size, 2 * overlap)) == 1 for n in src.shape)
+        mode = "tile" if one_tile else "scene"
+    scene = mode == "scene"
     lr = src.data if isinstance(src.data, dsa.Array) else dsa.from_array(src.data)
     hr_guide = dsa.concatenate([g.data if isinstance(g.data, dsa.Array) else dsa.from_array(g.data)
                                 for g in stacked], axis=0)
@@ -245,10 +251,10 @@ def _provenance(method, scale, exact, tile_size, overlap, resampling, band, guid
     from ._version import __version__
 
     params = {k: v for k, v in options.items() if k != "progress" and v is not None}
-    if mode == "scene" and method == "mmsr":
+    if mode == "scene":
         params["batch_size"] = batch_size
     return {"geosr_version": __version__, "geosr_method": method, "geosr_scale": scale, "geosr_exact": int(exact),
-            "geosr_mode": mode if method == "mmsr" else "tile",
+            "geosr_mode": mode,
             "geosr_tile_size": tile_size, "geosr_overlap": overlap, "geosr_guide_resampling": resampling,
             "geosr_band": "" if band is None else band,
             "geosr_guide_bands": "" if guide_bands is None else ",".join(map(str, guide_bands)),

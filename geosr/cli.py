@@ -70,7 +70,8 @@ Examples:
               help=f"MMSR preset (default: {DEFAULT_SCENE_PRESET} for --mode scene, {DEFAULT_PRESET} for --mode tile).")
 @click.option("--mode", type=click.Choice(MODES), default=DEFAULT_MODE, show_default=True,
               help="MMSR: scene = one network trained on random windows of the whole raster, then run on every "
-                   "tile; tile = one network fitted per tile (the paper's per-pair optimisation).")
+                   "tile; tile = one network fitted per tile (the paper's per-pair optimisation, more accurate, "
+                   "cost x tiles); auto = tile for a one-tile raster, else scene.")
 @click.option("--epochs", type=click.IntRange(0), default=None,
               help="MMSR optimisation steps: per scene (--mode scene) or per tile (default: the preset's).")
 @click.option("--batch-size", type=click.IntRange(1), default=None,
@@ -171,7 +172,9 @@ def _run(source, guides, scale, output, method, band, guide_bands, src_nodata, d
         src = crop_to_bounds(src, bounds)
     # Before any work (superresolve reads the source once to find a valid pixel): is the output
     # allowed, and would it fit on the disk?
-    check_output(output, [source, *guides], overwrite, output_bytes((src.rio.height * scale, src.rio.width * scale), cog))
+    shape = (src.rio.height * scale, src.rio.width * scale)
+    # The output, plus the checkpoint of finished tiles (float32 with halos) kept until it is written.
+    check_output(output, [source, *guides], overwrite, output_bytes(shape, cog) + output_bytes(shape, False) * 13 // 10)
     checkpoint = folder_for(output)
     if overwrite and not resume:
         shutil.rmtree(checkpoint, ignore_errors=True)

@@ -91,3 +91,15 @@ def test_lazy_training_draws_its_windows_from_the_lazy_arrays():
     assert len(wins) == 64 and all(h == 48 for _, _, h, _ in wins)
     trained = model.compute()
     assert trained.details["windows"] == 64 and trained.scale == SCALE
+
+
+def test_auto_mode_is_per_tile_for_one_tile_and_scene_for_more(case):
+    one = geosr.superresolve(case["source"], case["guide"], SCALE)
+    assert len(one.chunks[0]) * len(one.chunks[1]) == 1 and one.attrs["geosr_mode"] == "tile"
+    many = geosr.superresolve(case["source"], case["guide"], SCALE, tile_size=52)
+    assert many.attrs["geosr_mode"] == "scene"
+    assert geosr.superresolve(case["source"], case["guide"], SCALE, "bicubic", tile_size=52).attrs["geosr_mode"] == "tile"
+    with pytest.raises(InputError, match="batch_size applies to mode='scene'"):
+        geosr.superresolve(case["source"], case["guide"], SCALE, mode="tile", batch_size=2)
+    with pytest.raises(InputError, match="mode must be one of"):
+        geosr.superresolve(case["source"], case["guide"], SCALE, mode="scenes")
