@@ -123,8 +123,8 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
         pixels, and the outer half of each halo is discarded). A source
         smaller than one tile is one tile.
     mode : "scene" trains one MMSR network on random windows of the whole raster
-        (``epochs`` optimisation steps over batches of ``batch_size`` windows) and runs it on
-        every tile; "tile" fits a network per tile, as the paper does per pair; "auto"
+        (``epochs`` optimisation steps over batches of ``batch_size`` windows) when this is
+        called, then runs it lazily on every tile; "tile" fits a network per tile, as the paper does per pair; "auto"
         (default) is "tile" for a raster of one tile and "scene" for more. Per tile is the
         more accurate, scene the cheaper by about the number of tiles (benchmarks/RESULTS.md).
     checkpoint : a folder where finished tiles (and the scene model) are saved as they
@@ -141,6 +141,7 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
     with CRS, transform, nodata and the run's parameters in ``attrs``. Compute it, or
     stream it to disk with :func:`geosr.write`.
     """
+    import dask
     import dask.array as dsa
     import rioxarray  # noqa: F401  (registers .rio)
     from dask.base import tokenize
@@ -210,7 +211,11 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
 
         train_options = {k: v for k, v in options.items() if k != "checkpointing"}
         train_options.update({"batch_size": batch_size} if batch_size is not None else {})
-        model = lazy_train(lr, hr_guide, scale, train_options, token, store, resources)
+        # Trained now, before the tiles: were it a node of the tile graph, idle threads would
+        # read the whole raster ahead while it trains, and guide chunks read for training
+        # windows would stay in memory until their tiles ran.
+        model = _compute_now(lazy_train(lr, hr_guide, scale, train_options, token, store, resources), client)
+        model = dask.delayed(model, name=f"geosr-model-{token}", traverse=False)
         options = {k: v for k, v in options.items() if k in ("device", "amp")}
     fit = partial(_fit_tile, scale=scale, method=method, exact=exact, feather=feather, options=options)
     data = tiling.tiled(lr, hr_guide, scale, tile_size, overlap, fit, exact, token, model, store, resources)
@@ -225,6 +230,15 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
     if store is not None:
         out.encoding["geosr_checkpoint"] = store
     return out
+
+
+def _compute_now(delayed, client):
+    from .cluster import current_client
+
+    client = current_client(client)
+    if client is None:
+        return delayed.compute()
+    return client.compute(delayed, optimize_graph=False).result()  # optimising can drop resource annotations
 
 
 def _input_fingerprints(arrays) -> dict:

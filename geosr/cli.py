@@ -27,6 +27,9 @@ RESAMPLINGS = ("auto", "nearest", "bilinear", "cubic", "cubic_spline", "lanczos"
 @click.version_option(__version__, prog_name="geosr")
 def main():
     """Guided super-resolution of rasters (DEM, thermal) with a high-resolution image as guide."""
+    # GDAL's block cache defaults to 5% of RAM; data streams through once, so a small
+    # cache keeps memory bounded (the user's own setting wins).
+    os.environ.setdefault("GDAL_CACHEMAX", "256")
 
 
 def _int_list(ctx, param, value):
@@ -107,7 +110,7 @@ Examples:
 @click.option("--workers", type=click.IntRange(1), default=None, help="Worker processes for --scheduler processes "
               "(default: one per core, or per GPU).")
 @click.option("--address", default=None, help="Scheduler address for --scheduler distributed, e.g. tcp://host:8786.")
-@click.option("-v", "--verbose", count=True, help="More output (-v: per-tile epoch bars).")
+@click.option("-v", "--verbose", count=True, help="More output (-v: epoch bars even off a terminal).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or messages.")
 def upsample(source, guide, scale, output, method, preset, mode, epochs, batch_size, tile_size, overlap, device, seed,
              band, guide_bands, src_nodata, dst_nodata, resampling, bounds, exact, cog, creation_options, overwrite,
@@ -128,7 +131,8 @@ def upsample(source, guide, scale, output, method, preset, mode, epochs, batch_s
     options = {}
     if method == "mmsr":
         options = dict(preset=preset, epochs=epochs, device=device, seed=seed, mode=mode, batch_size=batch_size)
-        options["progress"] = True if verbose else False
+        # Epoch bars: always with -v, never with -q, else on terminals (scene training is one long step).
+        options["progress"] = True if verbose else (False if quiet else None)
     with _interruptible(output, quiet):
         try:
             t = time.perf_counter()

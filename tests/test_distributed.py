@@ -67,8 +67,9 @@ def test_fits_run_only_on_workers_with_a_gpu_resource(files, tmp_path):
             client.wait_for_workers(2)
             gpu_worker = next(a for a, w in client.scheduler_info()["workers"].items() if w["resources"])
             src, guide = geosr.open_raster(files[0]), geosr.open_raster(files[1])
-            out = geosr.superresolve(src, guide, 4, mode="scene", epochs=5, tile_size=12, overlap=2, client=client)
             with get_task_stream(client) as stream:
+                out = geosr.superresolve(src, guide, 4, mode="scene", epochs=5, tile_size=12, overlap=2,
+                                         client=client)
                 geosr.write(out, tmp_path / "o.tif", client=client, progress=False)
     fits = [t for t in stream.data if str(t["key"]).startswith(("('geosr-fit", "geosr-train"))]
     assert len(fits) == 5  # the training and 4 tiles
