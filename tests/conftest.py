@@ -105,3 +105,19 @@ def degrade(dsm_path, out_path, scale: int, window=None):
         transform = src.window_transform(win) @ Affine.scale(scale)
         path = write_tif(out_path, lr.filled(src.nodata).astype(np.float32), src.crs, transform, nodata=src.nodata)
     return path, truth
+
+
+@pytest.fixture(scope="session")
+def small_files(fieldimager, tmp_path_factory):
+    """A 24 x 24 crop of the fieldimager DSM averaged x4, and the orthophoto under it, as files."""
+    import rasterio
+    from rasterio.windows import Window
+
+    dsm, ortho = fieldimager
+    d = tmp_path_factory.mktemp("small_inputs")
+    source, _ = degrade(dsm, d / "src.tif", 4, Window(150, 150, 96, 96))
+    with rasterio.open(ortho) as g:
+        win = rasterio.windows.from_bounds(*rasterio.open(source).bounds, transform=g.transform)
+        win = win.round_offsets().round_lengths()
+        guide = write_tif(d / "ortho.tif", g.read(window=win), g.crs, g.window_transform(win), nodata=g.nodata)
+    return {"source": source, "guide": guide, "dir": d}

@@ -16,23 +16,15 @@ import pytest
 import rasterio
 from affine import Affine
 from click.testing import CliRunner
-from rasterio.windows import Window
 
 from geosr.cli import main
 
-from conftest import degrade, write_tif
+from conftest import write_tif
 
 
 @pytest.fixture(scope="module")
-def files(fieldimager, tmp_path_factory):
-    dsm, ortho = fieldimager
-    d = tmp_path_factory.mktemp("cli_inputs")
-    source, _ = degrade(dsm, d / "src.tif", 4, Window(150, 150, 96, 96))  # 24 x 24 source pixels
-    with rasterio.open(ortho) as g:
-        win = rasterio.windows.from_bounds(*rasterio.open(source).bounds, transform=g.transform)
-        win = win.round_offsets().round_lengths()
-        guide = write_tif(d / "ortho.tif", g.read(window=win), g.crs, g.window_transform(win), nodata=g.nodata)
-    return {"source": source, "guide": guide, "dir": d}
+def files(small_files):
+    return small_files
 
 
 def _digest(paths):

@@ -9,27 +9,17 @@ import numpy as np
 import pytest
 import rasterio
 from click.testing import CliRunner
-from rasterio.windows import Window
 
 from geosr.checkpoint import folder_for
 from geosr.cli import main
-
-from conftest import degrade, write_tif
 
 # 2 x 2 tiles of 12 x 12 source pixels.
 TILES = ["--tile-size", "12", "--overlap", "2", "--scale", "4"]
 
 
 @pytest.fixture(scope="module")
-def files(fieldimager, tmp_path_factory):
-    dsm, ortho = fieldimager
-    d = tmp_path_factory.mktemp("resume_inputs")
-    source, _ = degrade(dsm, d / "src.tif", 4, Window(150, 150, 96, 96))
-    with rasterio.open(ortho) as g:
-        win = rasterio.windows.from_bounds(*rasterio.open(source).bounds, transform=g.transform)
-        win = win.round_offsets().round_lengths()
-        guide = write_tif(d / "ortho.tif", g.read(window=win), g.crs, g.window_transform(win), nodata=g.nodata)
-    return source, guide
+def files(small_files):
+    return str(small_files["source"]), str(small_files["guide"])
 
 
 def cli(*args):
