@@ -74,7 +74,7 @@ class TileStore:
         previous = folder / RUN_FILE
         if previous.exists() and not overwrite:
             saved = json.loads(previous.read_text())
-            done = len(list(folder.glob("tile-*.npy")))
+            done = cls(folder, saved).tiles_done()
             if not resume:
                 raise InputError(f"an interrupted run left {done} finished tile(s) in {folder}. Pass --resume "
                                  "(resume=True) to continue it, or --overwrite (overwrite=True) to start over.")
