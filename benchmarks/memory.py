@@ -57,11 +57,17 @@ def make_inputs(folder: Path, size: int = LR, scale: int = SCALE):
     return src, guide
 
 
-def peak_rss_of(cmd) -> tuple[int, float, float]:
-    """(exit code, seconds, peak RSS in MB summed over the process tree)."""
+def peak_rss_of(cmd, report_every: float = 60.0, tiles_in=None) -> tuple[int, float, float]:
+    """(exit code, seconds, peak RSS in MB summed over the process tree).
+
+    Every ``report_every`` seconds the current and peak sums (and the tiles finished so far,
+    counted in the checkpoint folder ``tiles_in``) go to stderr, so a long run shows
+    whether memory is flat or growing.
+    """
     import psutil
 
     t0 = time.perf_counter()
+    next_report = report_every
     proc = subprocess.Popen(cmd)
     root = psutil.Process(proc.pid)
     peak = 0
@@ -76,6 +82,11 @@ def peak_rss_of(cmd) -> tuple[int, float, float]:
         except psutil.Error:
             pass
         peak = max(peak, total)
+        if time.perf_counter() - t0 >= next_report:
+            done = len(list(tiles_in.glob("tile-*.npy"))) if tiles_in is not None and tiles_in.is_dir() else "?"
+            print(f"{time.perf_counter() - t0:7.0f} s  {done:>5} tiles  now {total / 2**20:6.0f} MB  "
+                  f"peak {peak / 2**20:6.0f} MB", file=sys.stderr, flush=True)
+            next_report += report_every
         time.sleep(0.2)
     return proc.returncode, time.perf_counter() - t0, peak / 2**20
 
@@ -96,7 +107,7 @@ def main():
     cmd = [sys.executable, "-m", "geosr.cli", "upsample", str(src), str(guide), "--scale", str(SCALE), "--epochs",
            "1", "-o", str(out), "--overwrite", "-q", "--scheduler", args.scheduler]
     cmd += ["--workers", str(args.workers)] if args.workers else []
-    code, seconds, peak = peak_rss_of(cmd)
+    code, seconds, peak = peak_rss_of(cmd, tiles_in=out.with_name(out.name + ".geosr-resume"))
     if code:
         raise SystemExit(f"geosr upsample failed with exit code {code}")
     import rasterio
