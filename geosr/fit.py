@@ -83,8 +83,13 @@ def optimise(param_groups, step_loss, schedule: Schedule, progress=None, descrip
     return history
 
 
-def autocast(device: torch.device, enabled: bool):
-    """bfloat16 autocast on CUDA when ``enabled`` (mixed precision); a no-op otherwise."""
+def autocast(device: torch.device, enabled: bool | None):
+    """bfloat16 autocast on CUDA when ``enabled`` (mixed precision); a no-op otherwise.
+
+    Off unless asked for (``amp=True``, ``--amp``): its effect on accuracy has not been
+    measured on a GPU yet (benchmarks/RESULTS.md section 6), and a DEM's centimetres sit
+    near bfloat16's 3 significant digits.
+    """
     if enabled and device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()

@@ -80,7 +80,7 @@ def train(sources, guides, scale: int, *, preset=None, epochs=None, batch_size: 
     t0 = time.perf_counter()
     cfg = config_for(preset or DEFAULT_SCENE_PRESET, **({"epochs": epochs} if epochs is not None else {}), **overrides)
     dev = resolve_device(device)
-    amp = dev.type == "cuda" if amp is None else bool(amp)
+    amp = bool(amp) and dev.type == "cuda"
     pairs = []
     for src, gd in zip(sources, guides):
         src = np.asarray(src, np.float64)
@@ -144,7 +144,7 @@ def predict(model: SceneModel, pair, device=None, amp: bool | None = None) -> tu
         raise InputError(f"this scene model was trained at scale {model.scale} with {model.guide_bands} guide band(s); "
                          f"the pair has scale {pair.scale} and {pair.guide.shape[0]}")
     dev = resolve_device(device)
-    amp = dev.type == "cuda" if amp is None else bool(amp)
+    amp = bool(amp) and dev.type == "cuda"
     cfg = model.config
     net = MMSRNet(model.guide_bands, cfg["channels"], cfg["source_neighbourhood"], cfg["guide_neighbourhood"])
     net.load_state_dict({k: torch.from_numpy(v) for k, v in model.state.items()})

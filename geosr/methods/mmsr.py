@@ -96,7 +96,7 @@ def run(pair: Pair, preset: str | None = None, device=None, seed: int = 0, progr
     """Fit MMSR on ``pair`` and return the HR prediction (float64, source units) and details.
 
     ``model``: a :class:`geosr.scene.SceneModel` trained on the whole scene; the pair is
-    then only predicted, not fitted. ``amp``: bfloat16 mixed precision (None: on CUDA).
+    then only predicted, not fitted. ``amp``: bfloat16 mixed precision on CUDA (off by default).
     """
     import torch
 
@@ -112,7 +112,7 @@ def run(pair: Pair, preset: str | None = None, device=None, seed: int = 0, progr
 
     cfg = config_for(preset, **overrides)
     dev = resolve_device(device)
-    amp = dev.type == "cuda" if amp is None else bool(amp)
+    amp = bool(amp) and dev.type == "cuda"
     s = pair.scale
     mean = float(pair.source[pair.source_valid].mean())
     std = float(pair.source[pair.source_valid].std()) or 1.0
