@@ -20,16 +20,18 @@ def read(path):
         return r.read(1), r.transform, r.crs, r.tags()
 
 
-@pytest.mark.parametrize("mode", ["tile", "scene"])
-def test_local_cluster_of_two_workers_equals_threads(files, tmp_path, mode):
-    """dask workers run torch on one thread each (dask sets OMP_NUM_THREADS=1 in them), and torch's
+def test_local_cluster_of_two_workers_equals_threads(files, tmp_path):
+    """Scene mode: the training and the tiles both run on the workers (tile mode's fits go
+    through the same task; the mixed-cluster test below runs them on a cluster too).
+
+    dask workers run torch on one thread each (dask sets OMP_NUM_THREADS=1 in them), and torch's
     reductions depend on the thread count, so the threaded run gets one thread too (a fresh
     process: OpenMP's setting is per thread, and dask's thread pool outlives a test)."""
     import os
     import subprocess
     import sys
 
-    common = [*files, *ARGS, "--mode", mode, "--epochs", "30"]
+    common = [*files, *ARGS, "--mode", "scene", "--epochs", "30"]
     subprocess.run([sys.executable, "-m", "geosr.cli", "upsample", *common, "-o", str(tmp_path / "threads.tif")],
                    check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     res = CliRunner().invoke(main, ["upsample", *common, "-o", str(tmp_path / "cluster.tif"),
@@ -41,7 +43,7 @@ def test_local_cluster_of_two_workers_equals_threads(files, tmp_path, mode):
 
 
 def test_fits_run_only_on_workers_with_a_gpu_resource(files, tmp_path):
-    """On a mixed cluster, fit and training tasks go to the worker advertising GPU=1."""
+    """On a mixed cluster, fit and training tasks go to the worker advertising GPU=1, in both modes."""
     from distributed import Client, LocalCluster, Worker, get_task_stream
 
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, resources={"GPU": 1},
@@ -52,15 +54,18 @@ def test_fits_run_only_on_workers_with_a_gpu_resource(files, tmp_path):
             client.wait_for_workers(2)
             gpu_worker = next(a for a, w in client.scheduler_info()["workers"].items() if w["resources"])
             src, guide = geosr.open_raster(files[0]), geosr.open_raster(files[1])
-            with get_task_stream(client) as stream:
-                out = geosr.superresolve(src, guide, 4, mode="scene", epochs=5, tile_size=12, overlap=2,
-                                         client=client)
-                geosr.write(out, tmp_path / "o.tif", client=client, progress=False)
-    fits = [t for t in stream.data if str(t["key"]).startswith(("('geosr-fit", "geosr-train"))]
-    assert len(fits) == 5  # the training and 4 tiles
-    assert {t["worker"] for t in fits} == {gpu_worker}
-    others = [t for t in stream.data if t not in fits]
-    assert others, "reading and blending run anywhere"
+            streams = {}
+            for mode in ("scene", "tile"):
+                with get_task_stream(client) as streams[mode]:
+                    out = geosr.superresolve(src, guide, 4, mode=mode, epochs=5, tile_size=12, overlap=2,
+                                             client=client)
+                    geosr.write(out, tmp_path / f"{mode}.tif", client=client, progress=False)
+    for mode, fits_expected in (("scene", 5), ("tile", 4)):  # scene: the training and 4 tiles
+        stream = streams[mode].data
+        fits = [t for t in stream if str(t["key"]).startswith(("('geosr-fit", "geosr-train"))]
+        assert len(fits) == fits_expected, mode
+        assert {t["worker"] for t in fits} == {gpu_worker}, mode
+        assert [t for t in stream if t not in fits], "reading and blending run anywhere"
 
 
 def test_scheduler_options_are_checked(files, tmp_path):

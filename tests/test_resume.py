@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from geosr.checkpoint import folder_for
+from geosr.checkpoint import TileStore, folder_for
 
 # 2 x 2 tiles of 12 x 12 source pixels.
 TILES = ["--tile-size", "12", "--overlap", "2", "--scale", "4"]
@@ -54,9 +54,10 @@ def read(path):
 
 
 def test_tile_mode_run_killed_then_resumed_equals_an_uninterrupted_run(files, tmp_path):
-    source, guide = tmp_path / "src.tif", files[1]
-    shutil.copy(files[0], source)
-    args = [source, guide, *TILES, "--mode", "tile", "--epochs", "250"]
+    original, source, guide = tmp_path / "original.tif", tmp_path / "src.tif", files[1]
+    shutil.copy(files[0], original)
+    shutil.copy(original, source)
+    args = [source, guide, *TILES, "--mode", "tile", "--epochs", "60"]
     res = cli(*args, "-o", tmp_path / "ref.tif")
     assert res.exit_code == 0, res.output
     assert not folder_for(tmp_path / "ref.tif").exists(), "the checkpoint is removed after success"
@@ -70,6 +71,16 @@ def test_tile_mode_run_killed_then_resumed_equals_an_uninterrupted_run(files, tm
     res = cli(*args, "-o", out)
     assert res.exit_code != 0 and "--resume" in res.output and "finished tile" in res.output, res.output
 
+    # A changed input cannot be resumed from, and the checkpoint is left alone.
+    with rasterio.open(source, "r+") as r:
+        a = r.read(1)
+        a[5, 5] += 1.0
+        r.write(a, 1)
+    res = cli(*args, "-o", out, "--resume")
+    assert res.exit_code != 0 and "changed" in res.output and "src.tif" in res.output, res.output
+    assert len(list(ckpt.glob("tile-*.npy"))) == done
+
+    shutil.copy(original, source)  # the same bytes again: resuming is allowed
     res = cli(*args, "-o", out, "--resume")
     assert res.exit_code == 0, res.output
     assert f"{done} of 4 tiles already done" in res.output, res.output
@@ -79,24 +90,23 @@ def test_tile_mode_run_killed_then_resumed_equals_an_uninterrupted_run(files, tm
     assert not ckpt.exists()
     assert not list(tmp_path.glob(".out.tif.geosr-partial-*")), "the killed run's temporary output is cleaned up"
 
-    # A changed input cannot be resumed from; the checkpoint is left alone, --overwrite starts over.
-    kill_when(start([*args, "-o", out.with_name("o2.tif")]),
-              lambda: len(list(folder_for(out.with_name("o2.tif")).glob("tile-*.npy"))) >= 1)
-    with rasterio.open(source, "r+") as r:
-        a = r.read(1)
-        a[5, 5] += 1.0
-        r.write(a, 1)
-    res = cli(*args, "-o", out.with_name("o2.tif"), "--resume")
-    assert res.exit_code != 0 and "changed" in res.output and "src.tif" in res.output, res.output
-    assert folder_for(out.with_name("o2.tif")).is_dir()
-    res = cli(*args, "-o", out.with_name("o2.tif"), "--overwrite")
+
+def test_overwrite_discards_an_old_checkpoint(files, tmp_path):
+    out = tmp_path / "o.tif"
+    old = TileStore.open(folder_for(out), {"parameters": {"epochs": 1}, "inputs": {}})
+    old.save_tile(0, 0, np.zeros((56, 56)))
+    args = [*files, *TILES, "--mode", "tile", "--epochs", "5", "-o", out]
+    res = cli(*args)
+    assert res.exit_code != 0 and "1 finished tile" in res.output and "--overwrite" in res.output, res.output
+    assert old.has_tile(0, 0)
+    res = cli(*args, "--overwrite")
     assert res.exit_code == 0, res.output
-    assert not folder_for(out.with_name("o2.tif")).exists()
+    assert out.exists() and not folder_for(out).exists()
 
 
 def test_scene_mode_resumes_with_the_trained_model(files, tmp_path):
     source, guide = files
-    args = [source, guide, *TILES, "--mode", "scene", "--epochs", "120"]
+    args = [source, guide, *TILES, "--mode", "scene", "--epochs", "40"]
     res = cli(*args, "-o", tmp_path / "ref.tif")
     assert res.exit_code == 0, res.output
     out = tmp_path / "out.tif"

@@ -18,6 +18,7 @@ from conftest import degrade
 
 SCALE = 4
 STEPS = 150
+CHANNELS = 16  # the scene preset has 32; 16 trains about 3x faster and still gave 0.81x bicubic here
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,8 @@ def case(fieldimager, tmp_path_factory):
 
 
 def run_scene(case, **kw):
-    return geosr.superresolve(case["source"], case["guide"], SCALE, mode="scene", epochs=STEPS, tile_size=52, **kw)
+    kw = {"epochs": STEPS, "channels": CHANNELS, **kw}
+    return geosr.superresolve(case["source"], case["guide"], SCALE, mode="scene", tile_size=52, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +46,7 @@ def test_scene_mode_beats_bicubic_without_seams(case, tiled_scene):
     bicubic = geosr.superresolve(case["source"], case["guide"], SCALE, "bicubic").compute()
     truth = case["truth"]
     ratio = rmse(out.values, truth) / rmse(bicubic.values, truth)
-    print(f"scene mode, {STEPS} steps, 2x2 tiles: {ratio:.3f} x bicubic")
+    print(f"scene mode, {CHANNELS} channels, {STEPS} steps, 2x2 tiles: {ratio:.3f} x bicubic")
     assert ratio <= 0.90
     assert out.attrs["geosr_mode"] == "scene"
     # Seams: the hillshade's jumps across the tile borders are no larger than inside tiles.
@@ -54,8 +56,10 @@ def test_scene_mode_beats_bicubic_without_seams(case, tiled_scene):
     assert jumps <= 1.5
 
 
-def test_same_seed_same_output(case, tiled_scene):
-    np.testing.assert_array_equal(run_scene(case).compute().values, tiled_scene[1].values)
+def test_same_seed_same_output_and_another_seed_differs(case):
+    a, b = (run_scene(case, epochs=10, seed=s).compute().values for s in (0, 0))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(run_scene(case, epochs=10, seed=1).compute().values, a)
 
 
 def test_windows_are_inside_the_raster_and_reproducible():
