@@ -170,9 +170,11 @@ def _weighted(out, wy, wx):
 def release_freed_memory() -> None:
     """Hand memory freed by a fit back to the OS (glibc only; elsewhere a no-op).
 
-    A fit allocates and frees hundreds of MB in pieces of many sizes; glibc keeps freed
-    pieces in per-thread arenas, and over a thousand tiles the process grew by GBs it did
-    not use (the same reason dask's workers trim). Costs milliseconds per tile.
+    A fit allocates and frees hundreds of MB in pieces of many sizes, and glibc may keep
+    freed pieces in its per-thread arenas instead of returning them (why dask's workers
+    trim too). Costs milliseconds per tile. Its share in the memory figures of
+    benchmarks/memory.py was not measured separately; most of the peak there is tiles
+    and inputs waiting in dask's cache.
     """
     global _malloc_trim
     if _malloc_trim is None:
