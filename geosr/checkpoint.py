@@ -1,7 +1,7 @@
 """Resumable runs: finished tiles (and a scene model) kept in a folder beside the output.
 
-A run that dies at 90% must not start again from zero. Every fitted tile is saved, as
-the method returned it, the moment it is done; a resumed run loads those and fits only
+A run that dies at 90% must not start again from zero. Every fitted tile is saved (as
+float32, the output's type) the moment it is done; a resumed run loads those and fits only
 the rest, so its output is bitwise identical to an uninterrupted run on the same device.
 
 The folder is keyed by the run's parameters and SHA-256 checksums of the input files:

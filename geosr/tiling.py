@@ -150,6 +150,9 @@ def _intersect(span, c0, c1):
 def _fit_tile(lr, hr_guide, wy, wx, fit, model=None, store=None, tile=None):
     out = fit(lr, hr_guide) if model is None else fit(lr, hr_guide, model)
     if store is not None:
+        # The checkpoint keeps float32, the output's type (float64 tiles took twice the disk
+        # the CLI reserves); this run blends what it keeps, so a resumed run equals it bitwise.
+        out = np.asarray(out, np.float32)
         store.save_tile(*tile, out)
     weighted = _weighted(out, wy, wx)
     del out

@@ -67,6 +67,8 @@ def test_tile_mode_run_killed_then_resumed_equals_an_uninterrupted_run(files, tm
     kill_when(start([*args, "-o", out]), lambda: len(list(ckpt.glob("tile-*.npy"))) >= 1)
     done = len(list(ckpt.glob("tile-*.npy")))
     assert not out.exists() and 1 <= done < 4
+    # float32 like the output, so the checkpoint fits the disk space the CLI checked for.
+    assert {np.load(t).dtype for t in ckpt.glob("tile-*.npy")} == {np.dtype(np.float32)}
 
     res = cli(*args, "-o", out)
     assert res.exit_code != 0 and "--resume" in res.output and "finished tile" in res.output, res.output
