@@ -85,8 +85,8 @@ Examples:
               help="Tile halo in source pixels; neighbours blend across this many (default: ceil(32 / scale)).")
 @click.option("--device", default=None, help="torch device, e.g. cpu, cuda, cuda:1 (default: CUDA if available).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--amp", is_flag=True, help="bfloat16 mixed precision on CUDA: faster; its effect on accuracy is "
-              "not yet measured.")
+@click.option("--amp", is_flag=True, help="bfloat16 mixed precision on CUDA (off by default: its speed-up and its "
+              "effect on accuracy are not measured yet).")
 @click.option("--band", type=click.IntRange(1), default=None, help="Source band to use (required if it has several).")
 @click.option("--guide-bands", callback=_int_list, default=None,
               help="Guide bands, e.g. 1,2,3 (default: all but alpha; only with one guide file).")
