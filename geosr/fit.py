@@ -83,13 +83,18 @@ def optimise(param_groups, step_loss, schedule: Schedule, progress=None, descrip
     return history
 
 
-def autocast(device: torch.device, enabled: bool | None):
-    """bfloat16 autocast on CUDA when ``enabled`` (mixed precision); a no-op otherwise.
+def mixed_precision(device: torch.device, amp: bool | None) -> bool:
+    """Whether a run uses bfloat16 mixed precision: only on CUDA, and only if asked for.
 
     Off unless asked for (``amp=True``, ``--amp``): its effect on accuracy has not been
     measured on a GPU yet (benchmarks/RESULTS.md section 6), and a DEM's centimetres sit
     near bfloat16's 3 significant digits.
     """
-    if enabled and device.type == "cuda":
+    return bool(amp) and device.type == "cuda"
+
+
+def autocast(device: torch.device, enabled: bool | None):
+    """bfloat16 autocast where :func:`mixed_precision` says so; a no-op otherwise."""
+    if mixed_precision(device, enabled):
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()

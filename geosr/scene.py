@@ -73,14 +73,14 @@ def train(sources, guides, scale: int, *, preset=None, epochs=None, batch_size: 
     """
     import torch
 
-    from .fit import Schedule, autocast, masked_cycle_l1, optimise, resolve_device, seeded
+    from .fit import Schedule, autocast, masked_cycle_l1, mixed_precision, optimise, resolve_device, seeded
     from .methods.mmsr import DEFAULT_SCENE_PRESET, config_for
     from .nn.mmsr_net import MMSRNet
 
     t0 = time.perf_counter()
     cfg = config_for(preset or DEFAULT_SCENE_PRESET, **({"epochs": epochs} if epochs is not None else {}), **overrides)
     dev = resolve_device(device)
-    amp = bool(amp) and dev.type == "cuda"
+    amp = mixed_precision(dev, amp)
     pairs = []
     for src, gd in zip(sources, guides):
         src = np.asarray(src, np.float64)
@@ -137,14 +137,14 @@ def predict(model: SceneModel, pair, device=None, amp: bool | None = None) -> tu
     """Run the scene network on one pair: the HR prediction (float64, source units) and details."""
     import torch
 
-    from .fit import autocast, resolve_device
+    from .fit import autocast, mixed_precision, resolve_device
     from .nn.mmsr_net import MMSRNet
 
     if pair.scale != model.scale or pair.guide.shape[0] != model.guide_bands:
         raise InputError(f"this scene model was trained at scale {model.scale} with {model.guide_bands} guide band(s); "
                          f"the pair has scale {pair.scale} and {pair.guide.shape[0]}")
     dev = resolve_device(device)
-    amp = bool(amp) and dev.type == "cuda"
+    amp = mixed_precision(dev, amp)
     cfg = model.config
     net = MMSRNet(model.guide_bands, cfg["channels"], cfg["source_neighbourhood"], cfg["guide_neighbourhood"])
     net.load_state_dict({k: torch.from_numpy(v) for k, v in model.state.items()})

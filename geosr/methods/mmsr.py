@@ -107,12 +107,12 @@ def run(pair: Pair, preset: str | None = None, device=None, seed: int = 0, progr
             raise InputError(f"with a trained scene model the network is fixed; drop {sorted(overrides) or ['preset']}")
         return predict(model, pair, device=device, amp=amp)
 
-    from ..fit import Schedule, autocast, masked_cycle_l1, optimise, resolve_device, seeded
+    from ..fit import Schedule, autocast, masked_cycle_l1, mixed_precision, optimise, resolve_device, seeded
     from ..nn.mmsr_net import MMSRNet
 
     cfg = config_for(preset, **overrides)
     dev = resolve_device(device)
-    amp = bool(amp) and dev.type == "cuda"
+    amp = mixed_precision(dev, amp)
     s = pair.scale
     mean = float(pair.source[pair.source_valid].mean())
     std = float(pair.source[pair.source_valid].std()) or 1.0
