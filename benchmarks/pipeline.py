@@ -138,7 +138,7 @@ def case(name: str, method: str, options: dict) -> dict:
             "seconds": seconds, "train_seconds": getattr(_run, "train_seconds", None), "peak_mb": peak_mb, "rmse": None if truth is None else rmse(values, truth)}
 
 
-def _flag(name, value):
+def flag_words(name, value):
     """Command-line words for one option (a True value is a bare flag)."""
     flag = f"--{name.replace('_', '-')}"
     return (flag,) if value is True else (flag, str(value))
@@ -168,7 +168,7 @@ def main():
         rows = {}
         for method in (("bicubic", "mmsr") if name in ("fieldimager", "s2-wald") else ("mmsr",)):
             cmd = [sys.executable, __file__, "--one", name, method]
-            cmd += [a for k, v in options.items() for a in _flag(k, v)]
+            cmd += [a for k, v in options.items() for a in flag_words(k, v)]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
             r = rows[method] = json.loads(out)
             rel = (f"{r['rmse'] / rows['bicubic']['rmse']:9.3f}" if r["rmse"] is not None and "bicubic" in rows

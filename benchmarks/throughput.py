@@ -28,22 +28,18 @@ import sys
 import time
 from pathlib import Path
 
+from pipeline import flag_words  # benchmarks/pipeline.py, beside this script: it runs every case
+
 HERE = Path(__file__).resolve().parent
 
 
 def run_case(name, method, options):
     cmd = [sys.executable, str(HERE / "pipeline.py"), "--one", name, method]
-    cmd += [a for k, v in options.items() for a in _flag(k, v)]
+    cmd += [a for k, v in options.items() for a in flag_words(k, v)]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode:
         raise SystemExit(out.stderr[-3000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def _flag(name, value):
-    """Command-line words for one option (a True value is a bare flag)."""
-    flag = f"--{name.replace('_', '-')}"
-    return (flag,) if value is True else (flag, str(value))
 
 
 def main():
