@@ -133,13 +133,17 @@ def choose_resampling(guide: GeoBox, target: GeoBox) -> str:
     return "average" if ratio < _AVERAGE_BELOW else "bilinear"
 
 
-def guide_onto(guide: xr.DataArray, guide_box: GeoBox, target: GeoBox, resampling: str = "auto") -> xr.DataArray:
+def guide_onto(guide: xr.DataArray, guide_box: GeoBox, target: GeoBox, resampling: str = "auto",
+               displacement: Affine | None = None) -> xr.DataArray:
     """The guide (band, y, x, float with NaN = invalid) on ``target``, lazily.
 
     A guide already on the target grid passes through untouched (bit-identical). Otherwise
     it is warped by GDAL with ``resampling`` ("auto": ``average`` when the guide is more
     than 1.5x finer than the target, ``bilinear`` otherwise); NaN pixels are excluded from
     the resampling kernel, and target pixels with no valid guide pixel become NaN.
+
+    ``displacement`` (target pixel coordinates): output pixel p gets the guide at
+    ``displacement * p``, which removes a measured misregistration within this one warp.
     """
     ratio = pixel_size(guide_box, target.crs) / pixel_size(target)
     if ratio > _COARSER_TOLERANCE:
@@ -148,7 +152,8 @@ def guide_onto(guide: xr.DataArray, guide_box: GeoBox, target: GeoBox, resamplin
             f"coarser than the output's ({pixel_size(target):.4g}): the guide has no detail at the output "
             "resolution, so the result cannot be sharper than it. Use a finer guide or a smaller scale.",
             UserWarning, stacklevel=3)
-    if same_grid(guide_box, target):
+    moved = displacement is not None and not displacement.almost_equals(Affine.identity(), precision=1e-9)
+    if same_grid(guide_box, target) and not moved:
         return guide
     import odc.geo.xr  # noqa: F401  (registers .odc)
 
@@ -157,9 +162,17 @@ def guide_onto(guide: xr.DataArray, guide_box: GeoBox, target: GeoBox, resamplin
     g = guide.copy()
     g.attrs = {"nodata": np.nan}
     g.encoding = {}
-    out = g.odc.reproject(target, resampling=resampling, dst_nodata=np.nan)
+    onto = GeoBox(target.shape, target.affine @ displacement, target.crs) if moved else target
+    out = g.odc.reproject(onto, resampling=resampling, dst_nodata=np.nan)
     ydim, xdim = out.odc.spatial_dims  # "latitude"/"longitude" on a geographic grid
-    return out.transpose("band", ydim, xdim).rename({ydim: "y", xdim: "x"})
+    out = out.transpose("band", ydim, xdim).rename({ydim: "y", xdim: "x"})
+    if moved:  # the displaced grid's pixels are the target's pixels
+        from odc.geo.xr import xr_coords
+
+        coords = xr_coords(target, dims=("y", "x"))
+        out = out.drop_vars([c for c in out.coords if c != "band"]).assign_coords(
+            {k: v for k, v in coords.items() if k in ("y", "x")})
+    return out
 
 
 def _units(gbox: GeoBox) -> str:

@@ -51,6 +51,10 @@ class Pair:
         raw = self.guide.astype(np.float64) * s0 + m0
         return np.where(self.guide_weight > 0, (raw - m1) / s1, 0.0).astype(np.float32)
 
+    def guide_with_gaps(self) -> np.ndarray:
+        """The standardised guide (c, H, W) float64 with NaN where it is invalid."""
+        return np.where(self.guide_weight > 0, self.guide, np.nan)
+
     @property
     def hr_shape(self) -> tuple[int, int]:
         return self.guide.shape[-2:]
@@ -203,3 +207,13 @@ def _feathered_weight(valid: np.ndarray, feather: float) -> np.ndarray:
         return valid.astype(np.float32)
     dist = ndimage.distance_transform_edt(valid)  # distance to the nearest invalid pixel
     return np.clip((dist - 0.5) / feather, 0.0, 1.0).astype(np.float32)
+
+
+def principal_bands(g: np.ndarray, n: int) -> np.ndarray:
+    """At most ``n`` bands: the principal components of ``g`` (c, H, W) when it has more."""
+    c = g.shape[0]
+    if c <= n:
+        return g
+    flat = g.reshape(c, -1).astype(np.float64)
+    _, vecs = np.linalg.eigh(np.cov(flat))
+    return (vecs[:, ::-1][:, :n].T @ flat).reshape(n, *g.shape[1:]).astype(np.float32)

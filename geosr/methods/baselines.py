@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-from ..pair import Pair
+from ..pair import Pair, principal_bands
 
 
 def bicubic(pair: Pair) -> tuple[np.ndarray, dict]:
@@ -28,17 +28,8 @@ def guided_filter(pair: Pair, radius: int | None = None, eps: float = 0.01) -> t
     radius = pair.scale if radius is None else int(radius)
     if radius < 1 or eps <= 0:
         raise InputError(f"radius must be >= 1 HR pixel and eps > 0, got radius={radius}, eps={eps}")
-    guide = np.ascontiguousarray(np.moveaxis(_principal_bands(pair.guide, 3), 0, -1), np.float32)
+    guide = np.ascontiguousarray(np.moveaxis(principal_bands(pair.guide, 3), 0, -1), np.float32)
     src = pair.bicubic_filled  # holes filled, so the box filter does not pull towards 0
     mean, std = float(src.mean()), float(src.std()) or 1.0
     out = ximgproc.guidedFilter(guide, ((src - mean) / std).astype(np.float32), radius, eps)
     return out.astype(np.float64) * std + mean, {"radius": radius, "eps": eps}
-
-
-def _principal_bands(g: np.ndarray, n: int) -> np.ndarray:
-    c = g.shape[0]
-    if c <= n:
-        return g
-    flat = g.reshape(c, -1).astype(np.float64)
-    _, vecs = np.linalg.eigh(np.cov(flat))
-    return (vecs[:, ::-1][:, :n].T @ flat).reshape(n, *g.shape[1:]).astype(np.float32)

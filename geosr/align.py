@@ -1,0 +1,276 @@
+"""Estimating and correcting the misregistration between the guide and the source.
+
+A DEM from one flight and an orthophoto from another are often off by a few pixels or a
+small rotation. Guided SR then copies edges to the wrong place. Here the guide's
+displacement is measured against the source, and removed, before any method runs.
+
+How it is measured: a displacement is good when the guide, moved by it and degraded the
+way the source was (averaged over each source cell), explains the source well. "Explains"
+is a local linear fit, the guided filter's model: within every 3 x 3 source cells the
+source is a linear function of the guide bands, which holds across modalities (a field
+edge is a step in height and in colour, whatever the sign). The mean absolute residual
+of that fit is minimised over shifts by a coarse-to-fine grid search (to 1/8 pixel), and
+for ``"affine"`` then over the six affine parameters (Nelder-Mead). On the pixtransform
+pairs this recovered applied shifts within 0.25 pixel; gradient-image correlation, tried
+first, was off by up to 1.5 pixels across modalities (benchmarks/RESULTS.md section 7).
+
+Sign convention, used everywhere in geosr: the estimate ``(dx, dy)`` in output (HR)
+pixels says that the guide shows at column ``c + dx``, row ``r + dy`` what the source
+shows at ``(c, r)``: positive dx means the guide's content sits to the right (east on a
+north-up grid), positive dy that it sits lower (south). In map units the same
+displacement is ``(dx * pixel width, -dy * pixel height)`` on a north-up grid, x east and
+y north. A guide whose geotransform origin was moved east by 1.5 pixels is estimated as
+dx = +1.5.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from affine import Affine
+from scipy import ndimage
+
+from .errors import InputError
+from .pair import principal_bands
+from .sampling import avg_pool, fill_nearest
+
+ALIGNMENTS = ("none", "shift", "affine")
+# The default, chosen by measurement (benchmarks/RESULTS.md section 7): see api.superresolve.
+DEFAULT_ALIGN = "shift"
+# The estimate is made on at most this many output pixels per side, taken around the centre.
+MAX_SIDE = 512
+
+
+class CannotEstimate(InputError):
+    """Too little shared valid area to measure a displacement."""
+
+
+def check_align(align) -> str:
+    if align not in ALIGNMENTS:
+        raise InputError(f"align must be one of {ALIGNMENTS}, got {align!r}")
+    return align
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """A displacement of the guide relative to the source, in output-pixel coordinates.
+
+    ``matrix`` maps an output pixel position (column, row; pixel corners at integers, as
+    in a geotransform) to where the guide shows its content: guide content at
+    ``matrix * (c, r)`` belongs at ``(c, r)``. The identity means aligned.
+    """
+
+    kind: str
+    matrix: Affine
+    centre: tuple[float, float]  # (column, row) where ``shift`` is reported
+    score: float = float("nan")  # fit residual after correction / before (below 1: it helped)
+
+    @property
+    def shift(self) -> tuple[float, float]:
+        """(dx, dy) in output pixels at ``centre``: see the module's sign convention."""
+        cx, cy = self.centre
+        x, y = self.matrix @ (cx, cy)
+        return x - cx, y - cy
+
+    @property
+    def rotation_degrees(self) -> float:
+        """Rotation of the guide relative to the source, counter-clockwise on a north-up map."""
+        m = self.matrix
+        return float(np.degrees(np.arctan2(m.d - m.b, m.a + m.e)))
+
+    def map_shift(self, transform: Affine) -> tuple[float, float]:
+        """The shift at ``centre`` in map units (x, y) for an output grid with ``transform``."""
+        cx, cy = self.centre
+        x0, y0 = transform @ (cx, cy)
+        x1, y1 = transform @ (self.matrix @ (cx, cy))
+        return x1 - x0, y1 - y0
+
+    def attrs(self, transform: Affine | None = None) -> dict:
+        """What a run records about the alignment (GeoTIFF tags and DataArray attrs)."""
+        dx, dy = self.shift
+        out = {"geosr_align": self.kind,
+               "geosr_align_shift_px": f"{dx:.3f} {dy:.3f}",
+               "geosr_align_convention": "guide content displaced by (dx columns, dy rows) of the output grid "
+                                         "relative to the source; removed before the fit"}
+        if transform is not None:
+            mx, my = self.map_shift(transform)
+            out["geosr_align_shift_map"] = f"{mx:.6g} {my:.6g}"
+        if self.kind == "affine":
+            out["geosr_align_matrix"] = " ".join(f"{v:.6g}" for v in tuple(self.matrix)[:6])
+            out["geosr_align_rotation_deg"] = f"{self.rotation_degrees:.4f}"
+        if np.isfinite(self.score):
+            out["geosr_align_residual_ratio"] = f"{self.score:.4f}"
+        return out
+
+    def moved(self, dx: float, dy: float) -> "Alignment":
+        """The same displacement on a grid whose pixel (0, 0) is this one's (-dx, -dy)."""
+        t = Affine.translation(dx, dy)
+        return Alignment(self.kind, t @ self.matrix @ ~t, (self.centre[0] + dx, self.centre[1] + dy), self.score)
+
+    def in_map(self, transform: Affine) -> Affine:
+        """The same displacement as a map-to-map affine for an output grid with ``transform``."""
+        return transform @ self.matrix @ ~transform
+
+
+def identity(shape) -> Alignment:
+    h, w = shape
+    return Alignment("none", Affine.identity(), (w / 2, h / 2))
+
+
+def estimate_or_skip(source, guide, scale: int, kind: str, **kwargs) -> Alignment | None:
+    """:func:`estimate`, or None with a warning where the rasters are too small to measure it."""
+    import warnings
+
+    try:
+        return estimate(source, guide, scale, kind, **kwargs)
+    except CannotEstimate as e:
+        warnings.warn(f"align={kind!r} skipped: {e}. The guide is used as it is.", UserWarning, stacklevel=3)
+        return None
+
+
+def estimate(source, guide, scale: int, kind: str = "shift", source_valid=None, max_side: int = MAX_SIDE,
+             reach: int | None = None) -> Alignment:
+    """Estimate the guide's displacement relative to the source.
+
+    source: (h, w), NaN or ``~source_valid`` invalid. guide: (c, h*scale, w*scale), NaN
+    invalid. On a larger raster a centred window of at most ``max_side`` output pixels
+    is used (the displacement is assumed the same over the raster, or affine).
+    ``reach``: the largest displacement looked for, in output pixels (default
+    ``max(8, 2 * scale)``).
+    """
+    check_align(kind)
+    src = np.asarray(source, np.float64)
+    g = np.asarray(guide, np.float64)
+    g = g[None] if g.ndim == 2 else g
+    h, w = src.shape
+    if kind == "none":
+        return identity((h * scale, w * scale))
+    valid = np.isfinite(src) if source_valid is None else (np.asarray(source_valid) & np.isfinite(src))
+    y0, x0, wh, ww = window_of(valid, max(8, max_side // scale))
+    src, valid, g = src[y0:y0 + wh, x0:x0 + ww], valid[y0:y0 + wh, x0:x0 + ww], \
+        g[:, y0 * scale:(y0 + wh) * scale, x0 * scale:(x0 + ww) * scale]
+    g_valid = np.isfinite(g).all(axis=0)
+    if valid.sum() < 16 or g_valid.mean() < 0.05:
+        raise CannotEstimate("too few valid pixels shared by source and guide to estimate their alignment")
+    reach = max(8, 2 * scale) if reach is None else int(reach)
+    p = fill_nearest(np.where(valid, src, 0.0), valid)
+    p = (p - p[valid].mean()) / (p[valid].std() or 1.0)
+    bands = principal_bands(np.stack([fill_nearest(np.where(g_valid, b, 0.0), g_valid)
+                                      for b in _standardised(g, g_valid)]), 3)
+    cells = valid & (avg_pool(g_valid.astype(np.float64), scale) == 1.0)
+    # Cells whose fit window could see past the guide's edge once it is moved are not scored.
+    cells = ndimage.binary_erosion(cells, iterations=_RADIUS + -(-reach // scale), border_value=0)
+    if cells.sum() < 16:
+        raise CannotEstimate("the valid overlap of source and guide is too small to estimate their alignment "
+                             f"(it needs a margin of {reach} output pixels beyond 3 x 3 source cells)")
+    matrix, score = _search(p, bands, cells.astype(np.float64), kind, scale, reach)
+    return Alignment(kind, matrix, (ww * scale / 2, wh * scale / 2), score).moved(x0 * scale, y0 * scale)
+
+
+def window_of(valid, side):
+    """(y0, x0, height, width) of at most side x side LR pixels centred on the valid pixels."""
+    rows, cols = np.nonzero(valid)
+    cy, cx = (rows.min() + rows.max() + 1) // 2, (cols.min() + cols.max() + 1) // 2
+    hh, ww = min(side, valid.shape[0]), min(side, valid.shape[1])
+    y0 = int(np.clip(cy - hh // 2, 0, valid.shape[0] - hh))
+    x0 = int(np.clip(cx - ww // 2, 0, valid.shape[1] - ww))
+    return y0, x0, hh, ww
+
+
+def _standardised(g, valid):
+    for b in g:
+        v = b[valid]
+        yield (b - v.mean()) / (v.std() or 1.0)
+
+
+def _box(a, r):
+    return ndimage.uniform_filter(a, size=(1,) * (a.ndim - 2) + (2 * r + 1, 2 * r + 1), mode="reflect")
+
+
+def local_linear_fit(p, g, radius: int = 1, eps: float = 1e-2) -> np.ndarray:
+    """p (h, w) as a local linear function of the bands g (c, h, w): He et al.'s guided filter model."""
+    c = g.shape[0]
+    mg, mp = _box(g, radius), _box(p[None], radius)[0]
+    cov_gp = _box(g * p[None], radius) - mg * mp
+    cov_gg = _box((g[:, None] * g[None]).reshape(c * c, *p.shape), radius).reshape(c, c, *p.shape)
+    cov_gg = cov_gg - mg[:, None] * mg[None]
+    a = np.linalg.solve(np.moveaxis(cov_gg, (0, 1), (-2, -1)) + eps * np.eye(c), np.moveaxis(cov_gp, 0, -1)[..., None])
+    a = np.moveaxis(a[..., 0], -1, 0)
+    b = mp - (a * mg).sum(0)
+    return (_box(a, radius) * g).sum(0) + _box(b[None], radius)[0]
+
+
+# The fit's window is (2 * _RADIUS + 1) source cells on a side.
+_RADIUS = 1
+
+
+def _warp(img, params, half):
+    """img sampled at the displaced positions: p + t + L (p - centre) / half (bilinear)."""
+    tx, ty, a, b, c, d = params
+    h, w = img.shape
+    # ndimage: output[o] = input[M o + offset], (row, col) with pixel centres at integers.
+    m = np.array([[1 + d / half, c / half], [b / half, 1 + a / half]])
+    centre = np.array([(h - 1) / 2, (w - 1) / 2])
+    offset = centre - m @ centre + np.array([ty, tx])
+    return ndimage.affine_transform(img, m, offset, order=1, mode="nearest")
+
+
+def _search(p, bands, cells, kind, scale, reach):
+    """The displacement whose moved, degraded guide best explains ``p`` by a local linear fit.
+
+    Returns the (column, row) pixel-corner affine, and the fit's residual after correction
+    divided by that without (below 1: the correction helped).
+    """
+    from scipy.optimize import minimize
+
+    h, w = bands.shape[-2:]
+    half = max(h, w) / 2
+
+    def cost(params):
+        moved = np.stack([_warp(b, params, half) for b in bands])
+        return float((cells * np.abs(p - local_linear_fit(p, avg_pool(moved, scale), _RADIUS))).sum() / cells.sum())
+
+    best, span = np.zeros(6), reach
+    for step in (2, 1, 0.5, 0.25, 0.125):
+        offsets = np.arange(-span, span + step / 2, step)
+        trials = [np.array([best[0] + dx, best[1] + dy, 0, 0, 0, 0]) for dx in offsets for dy in offsets]
+        costs = [cost(t) for t in trials]
+        best, span = trials[int(np.argmin(costs))], step
+    best_cost = min(costs)
+    if kind == "affine":
+        res = minimize(cost, best, method="Nelder-Mead",
+                       options={"initial_simplex": best + np.vstack([np.zeros(6), 0.5 * np.eye(6)]),
+                                "xatol": 0.02, "fatol": 1e-6, "maxiter": 400})
+        if res.fun < best_cost:
+            best, best_cost = res.x, float(res.fun)
+    tx, ty, la, lb, lc, ld = best
+    cx, cy = w / 2, h / 2
+    lin = Affine(1 + la / half, lb / half, 0, lc / half, 1 + ld / half, 0)
+    matrix = Affine.translation(cx + tx, cy + ty) @ lin @ Affine.translation(-cx, -cy)
+    return matrix, best_cost / (cost(np.zeros(6)) or 1.0)
+
+
+def correct(guide: np.ndarray, alignment: Alignment) -> np.ndarray:
+    """The guide (c, H, W) resampled so its content sits where the source's does.
+
+    Cubic on the gaps-filled bands; pixels that come from outside the guide or from an
+    invalid pixel become NaN (invalid), so the method falls back to bicubic there.
+    """
+    g = np.asarray(guide, np.float64)
+    g = g[None] if g.ndim == 2 else g
+    if alignment.matrix == Affine.identity():
+        return g
+    m = alignment.matrix
+    # ndimage works in (row, col) index space with pixel centres at integers.
+    centre = Affine.translation(0.5, 0.5)
+    idx = ~centre @ m @ centre
+    matrix = np.array([[idx.e, idx.d], [idx.b, idx.a]])
+    offset = np.array([idx.f, idx.c])
+    valid = np.isfinite(g).all(axis=0)
+    inside = ndimage.affine_transform(valid.astype(np.float64), matrix, offset, order=1, mode="constant", cval=0.0)
+    out = np.empty_like(g)
+    for i, b in enumerate(g):
+        filled = fill_nearest(np.where(valid, b, 0.0), valid) if not valid.all() else b
+        out[i] = ndimage.affine_transform(filled, matrix, offset, order=3, mode="nearest")
+    out[:, inside < 0.999] = np.nan
+    return out
