@@ -61,7 +61,8 @@ def masked_cycle_l1(prediction: torch.Tensor, target: torch.Tensor, valid: torch
 def optimise(param_groups, step_loss, schedule: Schedule, progress=None, description: str = "fit") -> list[float]:
     """Adam over ``schedule``; ``step_loss(epoch)`` returns the loss tensor of one step.
 
-    Returns the loss of every step.
+    Returns the loss of every step. A param group's ``lr_scale`` (default 1) multiplies the
+    scheduled learning rate for that group.
     """
     from tqdm.auto import tqdm
 
@@ -72,7 +73,7 @@ def optimise(param_groups, step_loss, schedule: Schedule, progress=None, descrip
                leave=False, unit="epoch")
     for epoch in bar:
         for group in opt.param_groups:
-            group["lr"] = schedule.lr_at(epoch)
+            group["lr"] = schedule.lr_at(epoch) * group.get("lr_scale", 1.0)
         opt.zero_grad(set_to_none=True)
         loss = step_loss(epoch)
         loss.backward()

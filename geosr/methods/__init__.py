@@ -12,6 +12,11 @@ def _mmsr(pair, **options):
     return mmsr.run(pair, **options)
 
 
+def _cmsr(pair, **options):
+    from . import cmsr
+    return cmsr.run(pair, **options)
+
+
 def _bicubic(pair, **options):
     from .baselines import bicubic
     return _call(bicubic, pair, options)
@@ -56,12 +61,21 @@ def check_options(name: str, options: dict) -> None:
 
             resolve_device(options["device"])
         return
+    if name == "cmsr":
+        from .cmsr import config_for
+
+        config_for(**{k: v for k, v in options.items() if k not in COMMON_OPTIONS})
+        if options.get("device") is not None:
+            from ..fit import resolve_device
+
+            resolve_device(options["device"])
+        return
     from . import baselines
 
     _check_baseline_options({"bicubic": baselines.bicubic, "guided": baselines.guided_filter}[name], options)
 
 
-METHODS = {"mmsr": _mmsr, "bicubic": _bicubic, "guided": _guided}
+METHODS = {"mmsr": _mmsr, "cmsr": _cmsr, "bicubic": _bicubic, "guided": _guided}
 
 
 def get_method(name: str):
