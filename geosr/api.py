@@ -11,6 +11,7 @@ from functools import partial
 import numpy as np
 import xarray as xr
 
+from .align import DEFAULT_ALIGN, check_align, correct, estimate_or_skip
 from .backprojection import back_project
 from .errors import InputError
 from .methods import check_options, get_method
@@ -35,7 +36,8 @@ class SRInfo:
 
 
 def superresolve_array(source, guide, scale=4, method: str = "mmsr", *, mask=None, exact: bool = True,
-                       feather: float | None = None, return_info: bool = False, **options):
+                       feather: float | None = None, align: str = DEFAULT_ALIGN, return_info: bool = False,
+                       **options):
     """Super-resolve a 2-D ``source`` by ``scale`` using a co-registered HR ``guide``.
 
     Parameters
@@ -46,7 +48,8 @@ def superresolve_array(source, guide, scale=4, method: str = "mmsr", *, mask=Non
         falls back to the bicubic source, blended over ``feather`` HR pixels (default
         ``max(2 * scale, 8)``).
     scale : integer >= 2.
-    method : "mmsr" (default), "bicubic" or "guided" (OpenCV guided filter).
+    method : "mmsr" (default), "cmsr" (:mod:`geosr.methods.cmsr`: ZSSR-style training one scale
+        down, with a learned warp of the guide), "bicubic" or "guided" (OpenCV guided filter).
     mask : optional bool array (h, w), True where the source is invalid (``numpy.ma`` style;
         for a rasterio dataset mask, 255 = valid, pass ``mask == 0``).
     exact : True (default) corrects the output so avg-pool(output) equals the source on
@@ -55,22 +58,37 @@ def superresolve_array(source, guide, scale=4, method: str = "mmsr", *, mask=Non
         larger (a float32 output cannot hold cell means more finely). It also lowered the
         RMSE on every benchmark pair (benchmarks/RESULTS.md). False gives the method's raw
         output.
+    align : "shift" (default), "affine" or "none". Before the fit, estimate how far the
+        guide is displaced from the source and resample the guide to remove it
+        (:mod:`geosr.align`; sign convention there). The estimate is in the info's
+        ``details["alignment"]``. The default was chosen by measurement
+        (benchmarks/RESULTS.md section 7).
     return_info : if True, return ``(output, SRInfo)``; the info carries the achieved cycle
         residual (RMSE and maximum) whether or not ``exact`` is on.
     **options : method options. For mmsr: ``preset`` ("fast" default, "depth" = the paper's
         11/5 windows, "remote-sensing" = 5/3), ``epochs``, ``device`` (None = CUDA if
         available, else CPU), ``seed`` (default 0; same seed and device give the same
         output), ``source_neighbourhood``, ``guide_neighbourhood``, ``channels``, ``lr``,
-        ``progress``. See :class:`geosr.methods.mmsr.MMSRConfig`.
+        ``progress``. See :class:`geosr.methods.mmsr.MMSRConfig`. For cmsr: ``steps``,
+        ``channels``, ``crop``, ``ensemble``, ... (:class:`geosr.methods.cmsr.CMSRConfig`).
 
     Returns
     -------
     float32 array (H, W) in the source's units, NaN where the source is invalid.
     """
     run = get_method(method)
-    pair = prepare_pair(source, guide, scale, mask=mask, feather=feather)
+    check_align(align)
     t0 = time.perf_counter()
+    pair = prepare_pair(source, guide, scale, mask=mask, feather=feather)
+    alignment = None
+    if align != "none":
+        alignment = estimate_or_skip(pair.source, pair.guide_with_gaps(), pair.scale, align,
+                                     source_valid=pair.source_valid)
+    if alignment is not None:
+        pair = prepare_pair(source, correct(pair.guide_with_gaps(), alignment), scale, mask=mask, feather=feather)
     prediction, details = run(pair, **options)
+    if alignment is not None:
+        details = {**details, "alignment": alignment.attrs()}
     out = _blend_fallback(prediction, pair)
     out = back_project(out, pair.source, pair.source_valid, pair.scale) if exact else out.astype(np.float32)
     if not return_info:
@@ -99,7 +117,7 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
                  src_nodata=None, guide_nodata=None, dst_nodata=None, resampling: str = "auto",
                  tile_size: int | None = None, overlap: int | None = None, exact: bool = True,
                  feather: float | None = None, mode: str = DEFAULT_MODE, batch_size: int | None = None,
-                 checkpoint=None, resume: bool = False, client=None, **options):
+                 align: str = DEFAULT_ALIGN, checkpoint=None, resume: bool = False, client=None, **options):
     """Super-resolve a georeferenced raster with a georeferenced guide; lazy, any size.
 
     Parameters
@@ -127,6 +145,12 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
         called, then runs it lazily on every tile; "tile" fits a network per tile, as the paper does per pair; "auto"
         (default) is "tile" for a raster of one tile and "scene" for more. Per tile is the
         more accurate, scene the cheaper by about the number of tiles (benchmarks/RESULTS.md).
+    align : "shift" (default), "affine" or "none": estimate the guide's displacement from
+        the source once, on a window of at most 512 output pixels at the centre of the
+        source's valid area, and remove it while the guide is warped onto the output grid
+        (no extra resampling). The estimate goes into ``attrs`` (``geosr_align_shift_px``:
+        dx dy in output pixels, ``geosr_align_shift_map``: in map units; sign convention in
+        :mod:`geosr.align`).
     checkpoint : a folder where finished tiles (and the scene model) are saved as they
         complete; with ``resume=True`` a run that was interrupted continues from it, and
         gives the same output bit for bit. :func:`geosr.write` removes it after success.
@@ -152,6 +176,7 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
 
     scale = check_scale(scale)
     check_options(method, options)
+    check_align(align)
     if mode not in MODES:
         raise InputError(f"mode must be one of {MODES}, got {mode!r}")
     if batch_size is not None:
@@ -167,17 +192,25 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
     if guide_bands is not None and len(guides) > 1:
         raise InputError("guide_bands (--guide-bands) selects bands of a single guide; with several guides, "
                          "each one's bands are all used (select them before passing, e.g. guide.sel(band=[1, 2]))")
-    stacked = []
+    prepared = []
     for i, g in enumerate(guides):
         role = "guide" if len(guides) == 1 else f"guide {i + 1}"
         g_box = grid.geobox_of(g, role)
         grid.check_overlap(src_box, g_box, role)
         bands = guide_bands if len(guides) == 1 else None
-        stacked.append(grid.guide_onto(inputs.guide_stack(g, bands, guide_nodata), g_box, hr_box, resampling))
+        prepared.append((inputs.guide_stack(g, bands, guide_nodata), g_box))
+    stacked = [grid.guide_onto(g, g_box, hr_box, resampling) for g, g_box in prepared]
     if not bool(np.isfinite(src).any()):
         raise InputError("the source has no valid pixel: every value is nodata, NaN or masked. Check the band "
                          "(band=, --band) and, if the file's nodata value is wrong, override it "
                          "(src_nodata=, --src-nodata).")
+
+    alignment = None
+    if align != "none":
+        alignment = _estimate_alignment(src, stacked, scale, align)
+    if alignment is not None:
+        stacked = [grid.guide_onto(g, g_box, hr_box, resampling, displacement=alignment.matrix)
+                   for g, g_box in prepared]
 
     tile_size = max(1, 512 // scale) if tile_size is None else _positive_int(tile_size, "tile_size")
     overlap = math.ceil(32 / scale) if overlap is None else _positive_int(overlap, "overlap", low=0)
@@ -191,9 +224,11 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
     hr_guide = dsa.concatenate([g.data if isinstance(g.data, dsa.Array) else dsa.from_array(g.data)
                                 for g in stacked], axis=0)
     token = tokenize(lr, hr_guide, scale, method, mode, batch_size, exact, feather, tile_size, overlap,
-                     sorted(options.items()))
+                     sorted(options.items()), align, None if alignment is None else tuple(alignment.matrix))
     params = _provenance(method, scale, exact, tile_size, overlap, resampling, band, guide_bands, options, mode,
                          batch_size)
+    params.update(alignment.attrs(hr_box.affine) if alignment is not None else
+                  {"geosr_align": "none" if align == "none" else f"none ({align} skipped: too little overlap)"})
     store = None
     if checkpoint is not None:
         from .checkpoint import TileStore
@@ -230,6 +265,18 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
     if store is not None:
         out.encoding["geosr_checkpoint"] = store
     return out
+
+
+def _estimate_alignment(src, stacked, scale, kind):
+    """The guide's displacement, estimated on a window at the centre of the source's valid area."""
+    from .align import MAX_SIDE, window_of
+
+    lr = np.asarray(src.values, np.float64)
+    y0, x0, h, w = window_of(np.isfinite(lr), MAX_SIDE // scale)
+    rows, cols = slice(y0 * scale, (y0 + h) * scale), slice(x0 * scale, (x0 + w) * scale)
+    guide = np.concatenate([np.asarray(g.data[:, rows, cols]) for g in stacked], axis=0)
+    found = estimate_or_skip(lr[y0:y0 + h, x0:x0 + w], guide, scale, kind)
+    return None if found is None else found.moved(x0 * scale, y0 * scale)
 
 
 def _compute_now(delayed, client):
@@ -284,5 +331,5 @@ def _fit_tile(source, guide, model=None, *, scale, method, exact, feather, optio
     if model is not None:
         options = {**options, "model": model}
     with _FIT_LOCK:
-        return superresolve_array(source, guide, scale, method, exact=exact, feather=feather,
+        return superresolve_array(source, guide, scale, method, exact=exact, feather=feather, align="none",
                                   **{"progress": False, **options})

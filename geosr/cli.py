@@ -15,6 +15,7 @@ import click
 
 from . import cluster
 from ._version import __version__
+from .align import ALIGNMENTS, DEFAULT_ALIGN
 from .api import DEFAULT_MODE, MODES
 from .cluster import SCHEDULERS
 from .methods import METHODS
@@ -76,7 +77,8 @@ Examples:
                    "tile; tile = one network fitted per tile (the paper's per-pair optimisation, more accurate, "
                    "cost x tiles); auto = tile for a one-tile raster, else scene.")
 @click.option("--epochs", type=click.IntRange(0), default=None,
-              help="MMSR optimisation steps: per scene (--mode scene) or per tile (default: the preset's).")
+              help="MMSR optimisation steps: per scene (--mode scene) or per tile (default: the preset's); "
+                   "CMSR: steps per tile (default 600).")
 @click.option("--batch-size", type=click.IntRange(1), default=None,
               help="Scene mode: training windows per step (default: 4).")
 @click.option("--tile-size", type=click.IntRange(1), default=None,
@@ -97,6 +99,9 @@ Examples:
               help="Warping the guide onto the output grid; auto = average for a finer guide, else bilinear.")
 @click.option("--bounds", nargs=4, type=float, default=None, metavar="LEFT BOTTOM RIGHT TOP",
               help="Process only this box, in the source's CRS.")
+@click.option("--align", type=click.Choice(ALIGNMENTS), default=DEFAULT_ALIGN, show_default=True,
+              help="Before the fit, estimate how far the guide is displaced from the source (shift, or affine for a "
+                   "rotation) and remove it; the estimate is written to the output's tags.")
 @click.option("--exact/--no-exact", default=True, show_default=True,
               help="Keep every source cell's mean (back-projection).")
 @click.option("--cog", is_flag=True, help="Write a Cloud Optimized GeoTIFF (with AVERAGE overviews).")
@@ -115,7 +120,7 @@ Examples:
 @click.option("-v", "--verbose", count=True, help="More output (-v: epoch bars even off a terminal).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or messages.")
 def upsample(source, guide, scale, output, method, preset, mode, epochs, batch_size, tile_size, overlap, device, seed, amp,
-             band, guide_bands, src_nodata, dst_nodata, resampling, bounds, exact, cog, creation_options, overwrite,
+             band, guide_bands, src_nodata, dst_nodata, resampling, bounds, align, exact, cog, creation_options, overwrite,
              resume, scheduler, workers, address, verbose, quiet):
     """Super-resolve SOURCE by --scale, guided by GUIDE (one or more files, stacked as bands).
 
@@ -131,12 +136,15 @@ def upsample(source, guide, scale, output, method, preset, mode, epochs, batch_s
     if output is None:
         output = Path(f"{Path(source.rstrip('/')).stem}_x{scale}.tif")
     options = {}
+    # Epoch bars: always with -v, never with -q, else on terminals (scene training is one long step).
+    progress = True if verbose else (False if quiet else None)
     if method == "mmsr":
-        options = dict(preset=preset, epochs=epochs, device=device, seed=seed, mode=mode, batch_size=batch_size)
+        options = dict(preset=preset, epochs=epochs, device=device, seed=seed, mode=mode, batch_size=batch_size,
+                       progress=progress)
         if amp:
             options["amp"] = True
-        # Epoch bars: always with -v, never with -q, else on terminals (scene training is one long step).
-        options["progress"] = True if verbose else (False if quiet else None)
+    elif method == "cmsr":
+        options = dict(steps=epochs, device=device, seed=seed, progress=progress)
     with _interruptible(output, quiet):
         try:
             t = time.perf_counter()
@@ -144,7 +152,7 @@ def upsample(source, guide, scale, output, method, preset, mode, epochs, batch_s
             try:
                 result = _run(source, list(guide), scale, output, method, band, guide_bands, src_nodata, dst_nodata,
                               resampling, bounds, tile_size, overlap, exact, cog, creation_options, overwrite,
-                              resume, client, quiet, options)
+                              resume, client, quiet, {**options, "align": align})
             finally:
                 if client is not None:
                     _close(client)
