@@ -31,7 +31,7 @@ from affine import Affine
 from scipy import ndimage
 
 from .errors import InputError
-from .pair import principal_bands
+from .pair import guide_statistics, principal_bands
 from .sampling import avg_pool, fill_nearest
 
 ALIGNMENTS = ("none", "shift", "affine")
@@ -155,8 +155,9 @@ def estimate(source, guide, scale: int, kind: str = "shift", source_valid=None, 
     reach = max(8, 2 * scale) if reach is None else int(reach)
     p = fill_nearest(np.where(valid, src, 0.0), valid)
     p = (p - p[valid].mean()) / (p[valid].std() or 1.0)
-    bands = principal_bands(np.stack([fill_nearest(np.where(g_valid, b, 0.0), g_valid)
-                                      for b in _standardised(g, g_valid)]), 3)
+    mean, std = guide_statistics(g, g_valid)
+    bands = principal_bands(np.stack([fill_nearest(np.where(g_valid, (b - m) / sd, 0.0), g_valid)
+                                      for b, m, sd in zip(g, mean, std)]), 3)
     cells = valid & (avg_pool(g_valid.astype(np.float64), scale) == 1.0)
     # Cells whose fit window could see past the guide's edge once it is moved are not scored.
     cells = ndimage.binary_erosion(cells, iterations=_RADIUS + -(-reach // scale), border_value=0)
@@ -175,12 +176,6 @@ def window_of(valid, side):
     y0 = int(np.clip(cy - hh // 2, 0, valid.shape[0] - hh))
     x0 = int(np.clip(cx - ww // 2, 0, valid.shape[1] - ww))
     return y0, x0, hh, ww
-
-
-def _standardised(g, valid):
-    for b in g:
-        v = b[valid]
-        yield (b - v.mean()) / (v.std() or 1.0)
 
 
 def _box(a, r):

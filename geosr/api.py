@@ -82,10 +82,10 @@ def superresolve_array(source, guide, scale=4, method: str = "mmsr", *, mask=Non
     pair = prepare_pair(source, guide, scale, mask=mask, feather=feather)
     alignment = None
     if align != "none":
-        alignment = estimate_or_skip(pair.source, pair.guide_with_gaps(), pair.scale, align,
-                                     source_valid=pair.source_valid)
+        guide_with_gaps = pair.guide_with_gaps()
+        alignment = estimate_or_skip(pair.source, guide_with_gaps, pair.scale, align, source_valid=pair.source_valid)
     if alignment is not None:
-        pair = prepare_pair(source, correct(pair.guide_with_gaps(), alignment), scale, mask=mask, feather=feather)
+        pair = prepare_pair(source, correct(guide_with_gaps, alignment), scale, mask=mask, feather=feather)
     prediction, details = run(pair, **options)
     if alignment is not None:
         details = {**details, "alignment": alignment.attrs()}

@@ -51,20 +51,16 @@ def _check_baseline_options(fn, options):
 def check_options(name: str, options: dict) -> None:
     """Raise the InputError a run would raise for bad options, before any work starts."""
     get_method(name)
-    if name == "mmsr":
-        from .mmsr import RUN_OPTIONS, config_for
+    if name in ("mmsr", "cmsr"):
+        if name == "mmsr":
+            from .mmsr import RUN_OPTIONS, config_for
 
-        config_for(options.get("preset"), **{k: v for k, v in options.items()
-                                             if k not in (*COMMON_OPTIONS, *RUN_OPTIONS)})
-        if options.get("device") is not None:
-            from ..fit import resolve_device
+            config_for(options.get("preset"), **{k: v for k, v in options.items()
+                                                 if k not in (*COMMON_OPTIONS, *RUN_OPTIONS)})
+        else:
+            from .cmsr import config_for
 
-            resolve_device(options["device"])
-        return
-    if name == "cmsr":
-        from .cmsr import config_for
-
-        config_for(**{k: v for k, v in options.items() if k not in COMMON_OPTIONS})
+            config_for(**{k: v for k, v in options.items() if k not in COMMON_OPTIONS})
         if options.get("device") is not None:
             from ..fit import resolve_device
 
