@@ -21,6 +21,13 @@ def resolve_device(device=None) -> torch.device:
     return dev
 
 
+def to_device(array, device: torch.device) -> torch.Tensor:
+    """A float32 tensor of ``array`` on ``device``."""
+    import numpy as np
+
+    return torch.from_numpy(np.ascontiguousarray(array, np.float32)).to(device)
+
+
 @contextlib.contextmanager
 def seeded(seed: int, device: torch.device):
     """Seed torch for the block, and on CUDA ask cuDNN for deterministic kernels, so the same

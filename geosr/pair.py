@@ -55,6 +55,12 @@ class Pair:
         """The standardised guide (c, H, W) float64 with NaN where it is invalid."""
         return np.where(self.guide_weight > 0, self.guide, np.nan)
 
+    @cached_property
+    def source_statistics(self) -> tuple[float, float]:
+        """Mean and std (1 where flat) of the valid source: the learned methods fit standardised values."""
+        values = self.source[self.source_valid]
+        return float(values.mean()), float(values.std()) or 1.0
+
     @property
     def hr_shape(self) -> tuple[int, int]:
         return self.guide.shape[-2:]

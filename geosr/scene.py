@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -73,7 +74,7 @@ def train(sources, guides, scale: int, *, preset=None, epochs=None, batch_size: 
     """
     import torch
 
-    from .fit import Schedule, autocast, masked_cycle_l1, mixed_precision, optimise, resolve_device, seeded
+    from .fit import Schedule, autocast, masked_cycle_l1, mixed_precision, optimise, resolve_device, seeded, to_device
     from .methods.mmsr import DEFAULT_SCENE_PRESET, config_for
     from .nn.mmsr_net import MMSRNet
 
@@ -99,7 +100,7 @@ def train(sources, guides, scale: int, *, preset=None, epochs=None, batch_size: 
     guide_mean, guide_std = guide_statistics(raw, np.ones(raw.shape[1], bool))
 
     def stack(arrays):
-        return torch.from_numpy(np.ascontiguousarray(np.stack(arrays), np.float32)).to(dev)
+        return to_device(np.stack(arrays), dev)
 
     src_in = stack([(p.source_filled - source_mean) / source_std for p in pairs])[:, None]
     valid = stack([p.source_valid for p in pairs])[:, None]
@@ -137,7 +138,7 @@ def predict(model: SceneModel, pair, device=None, amp: bool | None = None) -> tu
     """Run the scene network on one pair: the HR prediction (float64, source units) and details."""
     import torch
 
-    from .fit import autocast, mixed_precision, resolve_device
+    from .fit import autocast, mixed_precision, resolve_device, to_device
     from .nn.mmsr_net import MMSRNet
 
     if pair.scale != model.scale or pair.guide.shape[0] != model.guide_bands:
@@ -150,8 +151,7 @@ def predict(model: SceneModel, pair, device=None, amp: bool | None = None) -> tu
     net.load_state_dict({k: torch.from_numpy(v) for k, v in model.state.items()})
     net.to(dev).eval()
 
-    def tensor(a):
-        return torch.from_numpy(np.ascontiguousarray(a, np.float32)).to(dev)
+    tensor = partial(to_device, device=dev)
 
     source_in = tensor((pair.source_filled - model.source_mean) / model.source_std)[None, None]
     guide = tensor(pair.guide_standardised(model.guide_mean, model.guide_std))[None]

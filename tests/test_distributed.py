@@ -43,16 +43,30 @@ def test_local_cluster_of_two_workers_equals_threads(files, tmp_path):
 
 
 def test_fits_run_only_on_workers_with_a_gpu_resource(files, tmp_path):
-    """On a mixed cluster, fit and training tasks go to the worker advertising GPU=1, in both modes."""
+    """On a mixed cluster, fit and training tasks go to the worker advertising GPU=1, in both modes.
+
+    The scheduler's view of each fit task (its resource restriction and the worker it was sent
+    to) is recorded too, so a failure tells a lost annotation from a scheduling decision."""
     from distributed import Client, LocalCluster, Worker, get_task_stream
+    from distributed.diagnostics.plugin import SchedulerPlugin
+
+    sent = {}
+
+    class RecordFits(SchedulerPlugin):
+        def transition(self, key, start, finish, *args, **kwargs):
+            if finish == "processing" and str(key).startswith(("('geosr-fit", "geosr-train")):
+                ts = cluster.scheduler.tasks[key]
+                sent[str(key)] = (dict(ts.resource_restrictions or {}), ts.processing_on.address)
 
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, resources={"GPU": 1},
                       dashboard_address=None) as cluster:
         cluster.worker_spec["cpu-only"] = {"cls": Worker, "options": {"nthreads": 1}}
         cluster.sync(cluster._correct_state)
+        cluster.scheduler.add_plugin(RecordFits())
         with Client(cluster) as client:
             client.wait_for_workers(2)
-            gpu_worker = next(a for a, w in client.scheduler_info()["workers"].items() if w["resources"])
+            workers = client.scheduler_info(n_workers=-1)["workers"]
+            gpu_worker = next(a for a, w in workers.items() if w["resources"])
             src, guide = geosr.open_raster(files[0]), geosr.open_raster(files[1])
             streams = {}
             for mode in ("scene", "tile"):
@@ -60,11 +74,12 @@ def test_fits_run_only_on_workers_with_a_gpu_resource(files, tmp_path):
                     out = geosr.superresolve(src, guide, 4, mode=mode, epochs=5, tile_size=12, overlap=2,
                                              client=client)
                     geosr.write(out, tmp_path / f"{mode}.tif", client=client, progress=False)
+    assert len(sent) == 9 and all(v == ({"GPU": 1}, gpu_worker) for v in sent.values()), (gpu_worker, sent)
     for mode, fits_expected in (("scene", 5), ("tile", 4)):  # scene: the training and 4 tiles
         stream = streams[mode].data
         fits = [t for t in stream if str(t["key"]).startswith(("('geosr-fit", "geosr-train"))]
         assert len(fits) == fits_expected, mode
-        assert {t["worker"] for t in fits} == {gpu_worker}, mode
+        assert {t["worker"] for t in fits} == {gpu_worker}, (mode, [(t["key"], t["worker"]) for t in fits])
         assert [t for t in stream if t not in fits], "reading and blending run anywhere"
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -67,7 +68,7 @@ def run(pair: Pair, device=None, seed: int = 0, progress=None, **overrides) -> t
     import torch
     import torch.nn.functional as F
 
-    from ..fit import Schedule, optimise, resolve_device, seeded
+    from ..fit import Schedule, optimise, resolve_device, seeded, to_device
     from ..nn.cmsr_net import CMSRNet
 
     cfg = config_for(**overrides)
@@ -77,11 +78,8 @@ def run(pair: Pair, device=None, seed: int = 0, progress=None, **overrides) -> t
     if min(h, w) < 2 * s:
         raise InputError(f"cmsr needs a source of at least {2 * s} x {2 * s} pixels at scale {s} (it learns from "
                          f"the source one scale down); this one is {h} x {w}. Use method='mmsr'.")
-    mean = float(pair.source[pair.source_valid].mean())
-    std = float(pair.source[pair.source_valid].std()) or 1.0
-
-    def tensor(a):
-        return torch.from_numpy(np.ascontiguousarray(a, np.float32)).to(dev)
+    mean, std = pair.source_statistics
+    tensor = partial(to_device, device=dev)
 
     lr_src = tensor((pair.source_filled - mean) / std)[None, None]
     lr_valid = tensor(pair.source_valid)[None, None]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -107,18 +108,16 @@ def run(pair: Pair, preset: str | None = None, device=None, seed: int = 0, progr
             raise InputError(f"with a trained scene model the network is fixed; drop {sorted(overrides) or ['preset']}")
         return predict(model, pair, device=device, amp=amp)
 
-    from ..fit import Schedule, autocast, masked_cycle_l1, mixed_precision, optimise, resolve_device, seeded
+    from ..fit import (Schedule, autocast, masked_cycle_l1, mixed_precision, optimise, resolve_device, seeded,
+                       to_device)
     from ..nn.mmsr_net import MMSRNet
 
     cfg = config_for(preset, **overrides)
     dev = resolve_device(device)
     amp = mixed_precision(dev, amp)
     s = pair.scale
-    mean = float(pair.source[pair.source_valid].mean())
-    std = float(pair.source[pair.source_valid].std()) or 1.0
-
-    def tensor(a):
-        return torch.from_numpy(np.ascontiguousarray(a, np.float32)).to(dev)
+    mean, std = pair.source_statistics
+    tensor = partial(to_device, device=dev)
 
     source_in = tensor((pair.source_filled - mean) / std)[None, None]
     valid = tensor(pair.source_valid)[None, None]
