@@ -18,6 +18,7 @@ The ratios (x bicubic, x own aligned) are over the interior.
 
     python benchmarks/misalignment.py                 # all cases
     python benchmarks/misalignment.py --cases depth --epochs 100 --steps 200
+    python benchmarks/misalignment.py --cases depth --seeds 0,1,2   # mean over three fits
 """
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ def pixel_matrix(kind, value, shape):
     return Affine.rotation(-value, pivot=(w / 2, h / 2))
 
 
-def array_case(name, epochs, steps, methods):
+def array_case(name, epochs, steps, methods, seeds):
     import geosr
     from geosr import align
     from geosr.sampling import avg_pool
@@ -75,10 +76,10 @@ def array_case(name, epochs, steps, methods):
                                                  progress=False, **opts)
             return _rmse(out, truth), time.perf_counter() - t, info.details.get("alignment"), info.details
 
-        yield from _rows(name, label, kind, value, d, truth.shape, run, epochs, steps, methods)
+        yield from _rows(name, label, kind, value, d, truth.shape, run, epochs, steps, methods, seeds)
 
 
-def geo_case(name, epochs, steps, methods):
+def geo_case(name, epochs, steps, methods, seeds):
     import rasterio
     from affine import Affine
     from rasterio.windows import Window
@@ -108,10 +109,10 @@ def geo_case(name, epochs, steps, methods):
             attrs = {k: v for k, v in out.attrs.items() if k.startswith("geosr_align")}
             return _rmse(values, truth), time.perf_counter() - t, attrs if align_kind != "none" else None, {}
 
-        yield from _rows(name, label, kind, value, d, truth.shape, run, epochs, steps, methods)
+        yield from _rows(name, label, kind, value, d, truth.shape, run, epochs, steps, methods, seeds)
 
 
-def _rows(case, label, kind, value, d, shape, run, epochs, steps, methods):
+def _rows(case, label, kind, value, d, shape, run, epochs, steps, methods, seeds=(0,)):
     from geosr.align import Alignment
 
     expected = Alignment("affine", d, (shape[1] / 2, shape[0] / 2))
@@ -123,7 +124,9 @@ def _rows(case, label, kind, value, d, shape, run, epochs, steps, methods):
     if "cmsr" in methods:
         plans.append(("cmsr", "cmsr", "none", {"steps": steps}))
     for shown, method, align_kind, opts in plans:
-        (rmse, interior), seconds, alignment, details = run(method, align_kind, **opts)
+        runs = [run(method, align_kind, **opts, **({"seed": s} if opts else {})) for s in (seeds if opts else (0,))]
+        rmse, interior = (float(np.mean([r[0][i] for r in runs])) for i in (0, 1))
+        seconds, alignment, details = float(np.mean([r[1] for r in runs])), runs[0][2], runs[0][3]
         est = ""
         if alignment:
             est = f"({alignment['geosr_align_shift_px'].replace(' ', ', ')})"
@@ -155,16 +158,18 @@ def main():
     ap.add_argument("--methods", default="mmsr,cmsr")
     ap.add_argument("--epochs", type=int, default=200, help="MMSR epochs (fast preset)")
     ap.add_argument("--steps", type=int, default=300, help="CMSR steps")
+    ap.add_argument("--seeds", default="0", help="seeds of the learned methods; RMSE is their mean")
     a = ap.parse_args()
+    seeds = [int(s) for s in a.seeds.split(",")]
     methods = a.methods.split(",")
     print(f"# {platform.node()} {platform.processor() or platform.machine()}, {time.strftime('%Y-%m-%d')}, "
-          f"x{SCALE}, mmsr fast preset {a.epochs} epochs, cmsr {a.steps} steps, CPU")
+          f"x{SCALE}, mmsr fast preset {a.epochs} epochs, cmsr {a.steps} steps, seeds {a.seeds}, CPU")
     print("| case | guide displacement | method | align | RMSE frame | RMSE interior | x bicubic | x own aligned "
           "| estimate (dx, dy) px | applied | s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for case in a.cases.split(","):
-        rows = array_case(case, a.epochs, a.steps, methods) if case != "fieldimager" else \
-            geo_case(case, a.epochs, a.steps, methods)
+        rows = array_case(case, a.epochs, a.steps, methods, seeds) if case != "fieldimager" else \
+            geo_case(case, a.epochs, a.steps, methods, seeds)
         bicubic, aligned = None, {}
         for r in rows:
             if r["method"] == "bicubic":
