@@ -171,7 +171,8 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
     from dask.base import tokenize
     from odc.geo.xr import xr_coords
 
-    from . import grid, inputs, tiling
+    from . import grid, inputs, provenance, tiling
+    from .cluster import current_client, gpu_resources
     from .io import output_nodata
 
     scale = check_scale(scale)
@@ -225,20 +226,24 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
                                 for g in stacked], axis=0)
     token = tokenize(lr, hr_guide, scale, method, mode, batch_size, exact, feather, tile_size, overlap,
                      sorted(options.items()), align, None if alignment is None else tuple(alignment.matrix))
-    params = _provenance(method, scale, exact, tile_size, overlap, resampling, band, guide_bands, options, mode,
+    params = provenance.parameters(method, scale, exact, tile_size, overlap, resampling, band, guide_bands, options, mode,
                          batch_size)
     params.update(alignment.attrs(hr_box.affine) if alignment is not None else
                   {"geosr_align": "none" if align == "none" else f"none ({align} skipped: too little overlap)"})
+    checksums = provenance.input_checksums([source, *guides])
     store = None
     if checkpoint is not None:
         from .checkpoint import TileStore
 
         run = {"parameters": {**params, "feather": feather, "src_nodata": src_nodata, "guide_nodata": guide_nodata,
                               "grid": [hr_box.crs.to_wkt(), list(hr_box.affine)[:6], list(hr_box.shape)]},
-               "inputs": _input_fingerprints([source, *guides])}
+               "inputs": checksums}
         store = TileStore.open(checkpoint, run, resume=resume)
-    from .cluster import current_client, gpu_resources
-
+    # Versions and the machine are recorded, but do not key the checkpoint: a run resumed
+    # after a library update is refused by its geosr_version, not by a patch release of numpy.
+    params.update(provenance.software())
+    params.update(provenance.runtime(options.get("device"), current_client(client), options.get("seed", 0)))
+    params["geosr_input_sha256"] = json.dumps(checksums)
     resources = gpu_resources(current_client(client))
     model = None
     if scene:
@@ -288,38 +293,10 @@ def _compute_now(delayed, client):
     return client.compute(delayed, optimize_graph=False).result()  # optimising can drop resource annotations
 
 
-def _input_fingerprints(arrays) -> dict:
-    """SHA-256 of the files behind each input; a content token for inputs held in memory."""
-    from dask.base import tokenize
-
-    from .checkpoint import file_checksums
-
-    names = [a.encoding.get("source") for a in arrays]
-    out = file_checksums([n for n in names if n])
-    for i, (a, n) in enumerate(zip(arrays, names)):
-        if not n:
-            out[f"in-memory input {i + 1}"] = tokenize(a.data)
-    return out
-
-
 def _positive_int(v, name, low=1):
     if isinstance(v, bool) or not float(v).is_integer() or int(v) < low:
         raise InputError(f"{name} must be an integer >= {low}, got {v!r}")
     return int(v)
-
-
-def _provenance(method, scale, exact, tile_size, overlap, resampling, band, guide_bands, options, mode, batch_size):
-    from ._version import __version__
-
-    params = {k: v for k, v in options.items() if k != "progress" and v is not None}
-    if mode == "scene":
-        params["batch_size"] = batch_size
-    return {"geosr_version": __version__, "geosr_method": method, "geosr_scale": scale, "geosr_exact": int(exact),
-            "geosr_mode": mode,
-            "geosr_tile_size": tile_size, "geosr_overlap": overlap, "geosr_guide_resampling": resampling,
-            "geosr_band": "" if band is None else band,
-            "geosr_guide_bands": "" if guide_bands is None else ",".join(map(str, guide_bands)),
-            "geosr_options": json.dumps(params, sort_keys=True, default=str)}
 
 
 def _fit_tile(source, guide, model=None, *, scale, method, exact, feather, options):

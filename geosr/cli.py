@@ -268,6 +268,15 @@ def _kill_children():
 
 
 @main.command()
+@click.argument("raster", type=click.Path(exists=True, dir_okay=False))
+def info(raster):
+    """Show how RASTER (a geosr output) was made: versions, device, seed, options, input checksums."""
+    from .provenance import describe_file
+
+    click.echo(describe_file(raster))
+
+
+@main.command()
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("geosr_demo_B11_10m.tif"),
               show_default=True, help="GeoTIFF to write.")
 @click.option("--overwrite", is_flag=True, help="Replace the output if it exists.")
