@@ -39,7 +39,12 @@ def test_local_cluster_of_two_workers_equals_threads(files, tmp_path):
     assert res.exit_code == 0, res.output
     a, b = read(tmp_path / "threads.tif"), read(tmp_path / "cluster.tif")
     np.testing.assert_array_equal(b[0], a[0])
-    assert b[1:] == a[1:]
+    assert b[1:3] == a[1:3]
+    # Same tags, except the provenance of where the fits ran.
+    runtime = {"geosr_device", "geosr_threads"}
+    assert {k: v for k, v in b[3].items() if k not in runtime} == {k: v for k, v in a[3].items() if k not in runtime}
+    assert (a[3]["geosr_device"], a[3]["geosr_threads"]) == ("cpu", "1")
+    assert (b[3]["geosr_device"], b[3]["geosr_threads"]) == ("each dask worker's own (dask.distributed)", "1 per worker")
 
 
 def test_fits_run_only_on_workers_with_a_gpu_resource(files, tmp_path):
