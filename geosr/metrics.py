@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .sampling import avg_pool
+from .sampling import avg_pool, repeat_cells
 
 
 @dataclass(frozen=True)
@@ -77,3 +77,44 @@ def border_jump_ratio(image: np.ndarray, rows=(), cols=(), percentile: float = 9
     inside = np.concatenate([dy[~on_y], dx[~on_x]])
     across, inside = across[np.isfinite(across)], inside[np.isfinite(inside)]
     return float(np.percentile(across, percentile) / np.percentile(inside, percentile))
+
+
+def hillshade_difference(prediction: np.ndarray, truth: np.ndarray, pixel_size: float = 1.0) -> float:
+    """Mean |hillshade(prediction) - hillshade(truth)| in [0, 1]: what a reader of the shaded relief sees."""
+    d = np.abs(hillshade(prediction, pixel_size) - hillshade(truth, pixel_size))
+    return float(np.nanmean(d))
+
+
+def flat_cells(truth: np.ndarray, scale: int, tolerance: float = 1.0) -> np.ndarray:
+    """LR cells (h/scale, w/scale) whose 3 x 3 cell neighbourhood varies by at most ``tolerance`` in
+    the truth; cells at the edge, or touching an invalid pixel, are not counted."""
+    from scipy import ndimage
+
+    t = np.asarray(truth, np.float64)
+    h, w = t.shape[0] // scale, t.shape[1] // scale
+    cells = t[:h * scale, :w * scale].reshape(h, scale, w, scale)
+    hi = np.where(np.isfinite(cells), cells, np.inf).max(axis=(1, 3))
+    lo = np.where(np.isfinite(cells), cells, -np.inf).min(axis=(1, 3))
+    hi = ndimage.maximum_filter(hi, size=3, mode="constant", cval=np.inf)
+    lo = ndimage.minimum_filter(lo, size=3, mode="constant", cval=-np.inf)
+    return (hi - lo) <= tolerance
+
+
+def texture_copy_index(prediction: np.ndarray, truth: np.ndarray, bicubic: np.ndarray, scale: int,
+                       tolerance: float = 1.0) -> float:
+    """Output RMSE over flat ground divided by bicubic's there: above 1, guide texture was copied.
+
+    Where the truth is flat within ``tolerance`` over a cell's 3 x 3 neighbourhood, bicubic
+    upsampling of the cell means is nearly exact, so error beyond it is relief the method
+    invented (crop rows, road paint, shadows). NaN when the truth has no flat cell.
+    """
+    flat = flat_cells(truth, scale, tolerance)
+    if not flat.any():
+        return float("nan")
+    mask = np.zeros(np.shape(truth), bool)
+    h, w = flat.shape
+    mask[:h * scale, :w * scale] = repeat_cells(flat, scale)
+    ours, reference = (rmse(np.where(mask, a, np.nan), truth) for a in (prediction, bicubic))
+    if reference == 0.0:  # perfectly flat truth that bicubic reproduces exactly
+        return 1.0 if ours == 0.0 else float("inf")
+    return ours / reference
