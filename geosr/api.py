@@ -16,7 +16,7 @@ from .backprojection import back_project
 from .errors import InputError
 from .methods import check_options, get_method
 from .metrics import CycleResidual, cycle_residual
-from .pair import blend, check_scale, prepare_pair
+from .pair import MIN_FEATHER, blend, check_scale, prepare_pair
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,8 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
                  src_nodata=None, guide_nodata=None, dst_nodata=None, resampling: str = "auto",
                  tile_size: int | None = None, overlap: int | None = None, exact: bool = True,
                  feather: float | None = None, mode: str = DEFAULT_MODE, batch_size: int | None = None,
-                 align: str = DEFAULT_ALIGN, checkpoint=None, resume: bool = False, client=None, **options):
+                 align: str = DEFAULT_ALIGN, checkpoint=None, resume: bool = False, client=None,
+                 quality: bool = False, **options):
     """Super-resolve a georeferenced raster with a georeferenced guide; lazy, any size.
 
     Parameters
@@ -157,6 +158,9 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
     client : the dask.distributed Client the graph is meant for (default: the current one,
         if any). Fit and training tasks ask for the worker resource ``GPU=1`` when its
         workers offer it. Compute or :func:`geosr.write` on that client.
+    quality : also return the run's quality layers, ``(out, layers)``; see
+        :func:`quality_layers`. Compute both together (``dask.compute(out, layers)``) or
+        write the output first, so the fits run once.
     method, exact, feather, **options : as for :func:`superresolve_array`.
 
     Returns
@@ -166,12 +170,11 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
     stream it to disk with :func:`geosr.write`.
     """
     import dask
-    import dask.array as dsa
     import rioxarray  # noqa: F401  (registers .rio)
     from dask.base import tokenize
     from odc.geo.xr import xr_coords
 
-    from . import grid, inputs, provenance, tiling
+    from . import provenance, tiling
     from .cluster import current_client, gpu_resources
     from .io import output_nodata
 
@@ -184,34 +187,8 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
         if mode == "tile" or method != "mmsr":
             raise InputError("batch_size applies to mode='scene' with method='mmsr' only")
         _positive_int(batch_size, "batch_size")
-    src = inputs.source_band(source, band, src_nodata)
-    src_box = grid.geobox_of(source, "source")
-    hr_box = grid.output_grid(src_box, scale)
-    guides = [guide] if not isinstance(guide, (list, tuple)) else list(guide)
-    if not guides:
-        raise InputError("give at least one guide raster")
-    if guide_bands is not None and len(guides) > 1:
-        raise InputError("guide_bands (--guide-bands) selects bands of a single guide; with several guides, "
-                         "each one's bands are all used (select them before passing, e.g. guide.sel(band=[1, 2]))")
-    prepared = []
-    for i, g in enumerate(guides):
-        role = "guide" if len(guides) == 1 else f"guide {i + 1}"
-        g_box = grid.geobox_of(g, role)
-        grid.check_overlap(src_box, g_box, role)
-        bands = guide_bands if len(guides) == 1 else None
-        prepared.append((inputs.guide_stack(g, bands, guide_nodata), g_box))
-    stacked = [grid.guide_onto(g, g_box, hr_box, resampling) for g, g_box in prepared]
-    if not bool(np.isfinite(src).any()):
-        raise InputError("the source has no valid pixel: every value is nodata, NaN or masked. Check the band "
-                         "(band=, --band) and, if the file's nodata value is wrong, override it "
-                         "(src_nodata=, --src-nodata).")
-
-    alignment = None
-    if align != "none":
-        alignment = _estimate_alignment(src, stacked, scale, align)
-    if alignment is not None:
-        stacked = [grid.guide_onto(g, g_box, hr_box, resampling, displacement=alignment.matrix)
-                   for g, g_box in prepared]
+    src, hr_box, guides, lr, hr_guide, alignment = _coregister(source, guide, scale, band, guide_bands, src_nodata,
+                                                               guide_nodata, resampling, align)
 
     tile_size = max(1, 512 // scale) if tile_size is None else _positive_int(tile_size, "tile_size")
     overlap = math.ceil(32 / scale) if overlap is None else _positive_int(overlap, "overlap", low=0)
@@ -221,15 +198,13 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
         one_tile = all(len(tiling.split(n, tile_size, 2 * overlap)) == 1 for n in src.shape)
         mode = "tile" if one_tile else "scene"
     scene = mode == "scene"
-    lr = src.data if isinstance(src.data, dsa.Array) else dsa.from_array(src.data)
-    hr_guide = dsa.concatenate([g.data if isinstance(g.data, dsa.Array) else dsa.from_array(g.data)
-                                for g in stacked], axis=0)
     token = tokenize(lr, hr_guide, scale, method, mode, batch_size, exact, feather, tile_size, overlap,
                      sorted(options.items()), align, None if alignment is None else tuple(alignment.matrix))
     params = provenance.parameters(method, scale, exact, tile_size, overlap, resampling, band, guide_bands, options, mode,
                          batch_size)
     params.update(alignment.attrs(hr_box.affine) if alignment is not None else
                   {"geosr_align": "none" if align == "none" else f"none ({align} skipped: too little overlap)"})
+    params["geosr_feather"] = max(2 * scale, MIN_FEATHER) if feather is None else float(feather)
     checksums = provenance.input_checksums([source, *guides])
     store = None
     if checkpoint is not None:
@@ -269,7 +244,115 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
     out.encoding["geosr_inputs"] = tuple(x.encoding.get("source") for x in [source, *guides] if x.encoding.get("source"))
     if store is not None:
         out.encoding["geosr_checkpoint"] = store
+    if quality:
+        return out, quality_layers(out, source, guide, band=band, guide_bands=guide_bands, src_nodata=src_nodata,
+                                   guide_nodata=guide_nodata)
     return out
+
+
+def quality_layers(output, source, guide, **settings):
+    """Lazy quality layers of a result (:mod:`geosr.quality`): bands fallback, cycle_residual and
+    guide_influence on the output grid, float32, NaN = nodata.
+
+    ``output`` is what :func:`superresolve` returned, or that result written and opened again
+    (:func:`geosr.open_raster`): the run's settings (scale, exact, alignment, tiles, feather,
+    resampling, bands) are read from its ``geosr_*`` attributes, so the layers describe that
+    run. ``settings`` override them, and give what the attributes do not hold (``src_nodata``,
+    ``guide_nodata``). Only bicubic is computed again, never a fit: compute the layers after
+    the output is written, or together with it (``dask.compute(out, q)``).
+    """
+    import rioxarray  # noqa: F401
+    from dask.base import tokenize
+
+    from . import provenance, quality, tiling
+
+    from .inputs import source_band
+
+    if "band" in output.dims:  # a written output opened again: raw values, nodata as stored
+        output = source_band(output)
+    attrs = output.attrs
+
+    def get(name, attr, cast, default=None):
+        if name in settings:
+            return settings[name]
+        value = attrs.get(attr, "")
+        return default if value in ("", None) else cast(value)
+
+    if "geosr_scale" not in attrs and "scale" not in settings:
+        raise InputError("quality_layers needs the output of geosr.superresolve (its geosr_* attributes), or scale=")
+    scale = check_scale(get("scale", "geosr_scale", int))
+    exact = bool(get("exact", "geosr_exact", int, 1))
+    align = get("align", "geosr_align", lambda v: v if v in ("shift", "affine") else "none", DEFAULT_ALIGN)
+    band = get("band", "geosr_band", int)
+    guide_bands = get("guide_bands", "geosr_guide_bands", lambda v: [int(b) for b in str(v).split(",")])
+    resampling = get("resampling", "geosr_guide_resampling", str, "auto")
+    feather = get("feather", "geosr_feather", float, None)
+    feather = max(2 * scale, MIN_FEATHER) if feather is None else float(feather)
+    src, hr_box, _, lr, hr_guide, _ = _coregister(source, guide, scale, band, guide_bands,
+                                                  settings.get("src_nodata"), settings.get("guide_nodata"),
+                                                  resampling, align)
+    if tuple(output.shape[-2:]) != tuple(hr_box.shape) or output.rio.transform() != hr_box.affine:
+        raise InputError(f"the output ({output.shape[-2]} x {output.shape[-1]} px, transform "
+                         f"{tuple(output.rio.transform())[:6]}) is not on the source grid refined by {scale} "
+                         f"({hr_box.shape[0]} x {hr_box.shape[1]} px, {tuple(hr_box.affine)[:6]}): pass the "
+                         "source and guide the output was made from, with the same --bounds")
+    tile_size = get("tile_size", "geosr_tile_size", int, max(1, 512 // scale))
+    overlap = get("overlap", "geosr_overlap", int, math.ceil(32 / scale))
+    fit = partial(_fit_tile, scale=scale, method="bicubic", exact=exact, feather=feather, options={})
+    bicubic = tiling.tiled(lr, hr_guide, scale, tile_size, overlap, fit, exact,
+                           tokenize("quality-bicubic", lr, hr_guide, scale, exact, feather, tile_size, overlap))
+    data = quality.layers(output.data.astype(np.float32), lr, hr_guide, bicubic, scale, feather)
+    q = xr.DataArray(data, dims=("band", "y", "x"),
+                     coords={"band": [1, 2, 3], "y": output.y.values, "x": output.x.values})
+    q = q.rio.write_crs(output.rio.crs).rio.write_transform(hr_box.affine).rio.write_nodata(np.nan, encoded=True)
+    q.attrs.update({k: v for k, v in attrs.items() if str(k).startswith("geosr_")})
+    q.attrs["long_name"] = quality.BANDS
+    q.attrs["geosr_quality"] = quality.GUIDE
+    q.attrs.update(provenance.software())
+    return q
+
+
+def _coregister(source, guide, scale, band, guide_bands, src_nodata, guide_nodata, resampling, align):
+    """The source band and the guide(s) warped onto the output grid, with the guide's displacement
+    estimated and removed in that one warp. Returns (src, hr_box, guides, lr, hr_guide, alignment):
+    lr (h, w) and hr_guide (bands, H, W) are dask arrays."""
+    import dask.array as dsa
+
+    from . import grid, inputs
+
+    src = inputs.source_band(source, band, src_nodata)
+    src_box = grid.geobox_of(source, "source")
+    hr_box = grid.output_grid(src_box, scale)
+    guides = [guide] if not isinstance(guide, (list, tuple)) else list(guide)
+    if not guides:
+        raise InputError("give at least one guide raster")
+    if guide_bands is not None and len(guides) > 1:
+        raise InputError("guide_bands (--guide-bands) selects bands of a single guide; with several guides, "
+                         "each one's bands are all used (select them before passing, e.g. guide.sel(band=[1, 2]))")
+    prepared = []
+    for i, g in enumerate(guides):
+        role = "guide" if len(guides) == 1 else f"guide {i + 1}"
+        g_box = grid.geobox_of(g, role)
+        grid.check_overlap(src_box, g_box, role)
+        bands = guide_bands if len(guides) == 1 else None
+        prepared.append((inputs.guide_stack(g, bands, guide_nodata), g_box))
+    stacked = [grid.guide_onto(g, g_box, hr_box, resampling) for g, g_box in prepared]
+    if not bool(np.isfinite(src).any()):
+        raise InputError("the source has no valid pixel: every value is nodata, NaN or masked. Check the band "
+                         "(band=, --band) and, if the file's nodata value is wrong, override it "
+                         "(src_nodata=, --src-nodata).")
+
+    alignment = None
+    if align != "none":
+        alignment = _estimate_alignment(src, stacked, scale, align)
+    if alignment is not None:
+        stacked = [grid.guide_onto(g, g_box, hr_box, resampling, displacement=alignment.matrix)
+                   for g, g_box in prepared]
+
+    lr = src.data if isinstance(src.data, dsa.Array) else dsa.from_array(src.data)
+    hr_guide = dsa.concatenate([g.data if isinstance(g.data, dsa.Array) else dsa.from_array(g.data)
+                                for g in stacked], axis=0)
+    return src, hr_box, guides, lr, hr_guide, alignment
 
 
 def _estimate_alignment(src, stacked, scale, kind):

@@ -104,6 +104,10 @@ Examples:
                    "rotation) and remove it; the estimate is written to the output's tags.")
 @click.option("--exact/--no-exact", default=True, show_default=True,
               help="Keep every source cell's mean (back-projection).")
+@click.option("--quality", "quality", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write quality layers on the output grid to this file: 1 fallback (1 = bicubic where the "
+                   "guide is invalid), 2 cycle residual (avg-pool(output) - source), 3 guide influence "
+                   "(|output - bicubic|).")
 @click.option("--cog", is_flag=True, help="Write a Cloud Optimized GeoTIFF (with AVERAGE overviews).")
 @click.option("--co", "creation_options", multiple=True, callback=_creation_options, metavar="NAME=VALUE",
               help="GDAL creation option; repeatable.")
@@ -120,8 +124,8 @@ Examples:
 @click.option("-v", "--verbose", count=True, help="More output (-v: epoch bars even off a terminal).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or messages.")
 def upsample(source, guide, scale, output, method, preset, mode, epochs, batch_size, tile_size, overlap, device, seed, amp,
-             band, guide_bands, src_nodata, dst_nodata, resampling, bounds, align, exact, cog, creation_options, overwrite,
-             resume, scheduler, workers, address, verbose, quiet):
+             band, guide_bands, src_nodata, dst_nodata, resampling, bounds, align, exact, quality, cog, creation_options,
+             overwrite, resume, scheduler, workers, address, verbose, quiet):
     """Super-resolve SOURCE by --scale, guided by GUIDE (one or more files, stacked as bands).
 
     SOURCE and GUIDE are GDAL dataset names (files, VRTs, /vsizip/ paths) in any CRS,
@@ -152,7 +156,7 @@ def upsample(source, guide, scale, output, method, preset, mode, epochs, batch_s
             try:
                 result = _run(source, list(guide), scale, output, method, band, guide_bands, src_nodata, dst_nodata,
                               resampling, bounds, tile_size, overlap, exact, cog, creation_options, overwrite,
-                              resume, client, quiet, {**options, "align": align})
+                              resume, client, quiet, {**options, "align": align}, quality)
             finally:
                 if client is not None:
                     _close(client)
@@ -171,10 +175,10 @@ def _close(client):
 
 
 def _run(source, guides, scale, output, method, band, guide_bands, src_nodata, dst_nodata, resampling, bounds,
-         tile_size, overlap, exact, cog, creation_options, overwrite, resume, client, quiet, options):
+         tile_size, overlap, exact, cog, creation_options, overwrite, resume, client, quiet, options, quality=None):
     import shutil
 
-    from .api import superresolve
+    from .api import quality_layers, superresolve
     from .checkpoint import folder_for
     from .errors import InputError
     from .grid import crop_to_bounds
@@ -191,6 +195,10 @@ def _run(source, guides, scale, output, method, band, guide_bands, src_nodata, d
     shape = (src.rio.height * scale, src.rio.width * scale)
     # The output, plus the checkpoint of finished tiles (float32 with halos) kept until it is written.
     check_output(output, [source, *guides], overwrite, output_bytes(shape, cog) + output_bytes(shape, False) * 13 // 10)
+    if quality is not None:
+        if quality.resolve() == Path(output).resolve():
+            raise InputError(f"--quality {quality} is the output file; give the quality layers a file of their own")
+        check_output(quality, [source, *guides], overwrite, output_bytes((3, *shape), cog))
     checkpoint = folder_for(output)
     if overwrite and not resume:
         shutil.rmtree(checkpoint, ignore_errors=True)
@@ -212,6 +220,11 @@ def _run(source, guides, scale, output, method, band, guide_bands, src_nodata, d
         if not store.holds_work():  # nothing worth resuming from: leave no folder behind
             store.remove()
         raise
+    if quality is not None:  # from the written output: only bicubic is computed again, no fit
+        layers = quality_layers(open_raster(str(output)), src, gds if len(gds) > 1 else gds[0], src_nodata=src_nodata)
+        write(layers, quality, cog=cog, overwrite=overwrite, progress=not quiet, client=client, **creation_options)
+        if not quiet:
+            click.echo(f"wrote quality layers to {quality}", err=True)
     return result
 
 

@@ -139,8 +139,8 @@ def write(da: xr.DataArray, path, cog: bool = False, overwrite: bool = False, pr
     """
     from .cluster import current_client
 
-    if da.ndim != 2:
-        raise InputError(f"write() takes a single-band (y, x) result, got dims {da.dims}")
+    if not (da.ndim == 2 or (da.ndim == 3 and da.dims[0] == "band")):
+        raise InputError(f"write() takes a (y, x) result or (band, y, x) layers, got dims {da.dims}")
     inputs = da.encoding.get("geosr_inputs", ())
     path = check_output(path, inputs, overwrite, output_bytes(da.shape, cog))
     options = {k.upper(): str(v) for k, v in creation_options.items()}
@@ -234,8 +234,11 @@ def _describe_band(path: Path, da: xr.DataArray) -> None:
     name, units = da.attrs.get("long_name"), da.attrs.get("units")
     if not (name or units):
         return
+    count = da.shape[0] if da.ndim == 3 else 1
+    names = [name] * count if isinstance(name, str) or not name else list(name)
     with rasterio.open(path, "r+") as dst:
-        if name:
-            dst.set_band_description(1, str(name if isinstance(name, str) else name[0]))
-        if units:
-            dst.set_band_unit(1, str(units))
+        for b in range(count):
+            if names[b]:
+                dst.set_band_description(b + 1, str(names[b]))
+            if units:
+                dst.set_band_unit(b + 1, str(units))

@@ -132,7 +132,7 @@ def prepare_pair(source, guide, scale, mask=None, feather: float | None = None) 
         source=np.where(src_valid, src, np.nan),
         source_valid=src_valid,
         guide=np.where(g_valid, (g - mean[:, None, None]) / std[:, None, None], 0.0).astype(np.float32),
-        guide_weight=_feathered_weight(g_valid, feather),
+        guide_weight=feathered_weight(g_valid, feather),
         scale=scale,
         guide_mean=mean,
         guide_std=std,
@@ -206,7 +206,9 @@ def guide_statistics(g: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.n
     return v.mean(axis=1), np.where(std > 0, std, 1.0)
 
 
-def _feathered_weight(valid: np.ndarray, feather: float) -> np.ndarray:
+def feathered_weight(valid: np.ndarray, feather: float) -> np.ndarray:
+    """1 where the guide is valid and farther than ``feather`` HR pixels from an invalid one, 0 where
+    it is invalid, a linear ramp in between (the raster's edge is not a gap)."""
     if valid.all():
         return np.ones(valid.shape, np.float32)
     if not valid.any() or feather <= 0:

@@ -1,0 +1,65 @@
+"""Quality layers: where a result can be trusted, as bands on the output grid.
+
+  fallback          1 where the output is the bicubic fallback (the guide is invalid and the
+                    source valid), 0 where it is guided, the feathered ramp's fraction in
+                    between; 0 outside the source.
+  cycle_residual    avg-pool(output) - source, per LR cell, repeated onto its HR pixels:
+                    how far the output's cell means are from the source (about 0 with
+                    exact=True; NaN on cells that are not fully valid).
+  guide_influence   |output - bicubic| (bicubic with the same exact setting): how much of the
+                    result comes from the guide. Large values on flat ground are the place to
+                    look for copied guide texture.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .pair import feathered_weight
+from .sampling import repeat_cells
+
+BANDS = ("fallback", "cycle_residual", "guide_influence")
+GUIDE = ("band 1 fallback: 1 = bicubic (no valid guide), 0 = guided, between = feathered edge; "
+         "band 2 cycle_residual: avg-pool(output) - source per source cell, source units; "
+         "band 3 guide_influence: |output - bicubic|, source units")
+
+
+def layers(output, source, guide, bicubic, scale: int, feather: float):
+    """Lazy (3, H, W) float32 dask array of :data:`BANDS`.
+
+    output, bicubic: dask (H, W) on the output grid; source: dask (h, w), NaN = invalid;
+    guide: dask (bands, H, W) on the output grid, NaN = invalid.
+    """
+    import dask.array as da
+
+    output = da.asarray(output)
+    hr_chunks = tuple(tuple(c * scale for c in cs) for cs in _lr_chunks(output.chunks, scale))
+    out = output.rechunk(hr_chunks)
+    src = source.rechunk(tuple(tuple(c // scale for c in cs) for cs in hr_chunks))
+    pooled = da.map_blocks(_pool, out, scale, chunks=src.chunks, dtype=np.float64)
+    residual = da.map_blocks(repeat_cells, (pooled - src).astype(np.float32), scale, chunks=hr_chunks,
+                             dtype=np.float32)
+    guide_valid = da.isfinite(guide.rechunk((guide.shape[0], *hr_chunks))).all(axis=0)
+    depth = math.ceil(feather) + 2  # the ramp only sees invalid guide pixels within feather + 0.5
+    weight = guide_valid.map_overlap(feathered_weight, depth=depth, boundary="none", feather=feather,
+                                     dtype=np.float32)
+    source_valid = da.map_blocks(repeat_cells, da.isfinite(src), scale, chunks=hr_chunks, dtype=bool)
+    fallback = da.where(source_valid, 1.0 - weight, 0.0).astype(np.float32)
+    influence = abs(out - bicubic.rechunk(hr_chunks)).astype(np.float32)
+    return da.stack([fallback, residual, influence])
+
+
+def _lr_chunks(chunks, scale):
+    """Chunk sizes that are whole LR cells (output chunks from a file need not be)."""
+    out = []
+    for cs in chunks:
+        n = sum(cs) // scale
+        step = max(1, max(cs) // scale)
+        out.append(tuple(min(step, n - i) for i in range(0, n, step)))
+    return out
+
+
+def _pool(block, scale):
+    h, w = block.shape[0] // scale, block.shape[1] // scale
+    return block.reshape(h, scale, w, scale).astype(np.float64).mean(axis=(1, 3))
