@@ -119,3 +119,21 @@ def test_accessor_and_cli_give_the_same_result(case, tmp_path):
     assert via_cli.shape == via_accessor.shape == (160, 160)
     assert via_cli.rio.transform() == via_accessor.rio.transform()
     np.testing.assert_array_equal(via_cli.values, via_accessor.values)
+
+
+def test_accessor_maps_over_a_time_dimension(small_files):
+    """A (time, y, x) stack: every slice equals its own run (same seed), on the same grid."""
+    import xarray as xr
+
+    src = geosr.open_raster(str(small_files["source"])).squeeze("band", drop=True)
+    guide = geosr.open_raster(str(small_files["guide"]))
+    later = (src.astype(np.float64) + 1.5).rio.write_nodata(src.rio.nodata)
+    stack = xr.concat([src.astype(np.float64), later], dim="time").assign_coords(time=[2020, 2021])
+    out = stack.geosr.superresolve(guide, scale=SCALE, epochs=5, seed=2).compute()
+    assert out.dims == ("time", "y", "x") and list(out.time.values) == [2020, 2021]
+    for year, part in ((2020, src), (2021, later)):
+        one = part.geosr.superresolve(guide, scale=SCALE, epochs=5, seed=2).compute()
+        np.testing.assert_array_equal(out.sel(time=year).values, one.values)
+        assert out.rio.transform() == one.rio.transform() and out.rio.crs == one.rio.crs
+    with pytest.raises(geosr.InputError, match="maps over the extra dimensions"):
+        geosr.superresolve(stack, guide, SCALE)
