@@ -83,12 +83,18 @@ def test_nodata_policy(tmp_path, dsm_block):
         output_nodata(1e300, dst_nodata=1e300)
 
 
-def test_scaled_integer_source_is_written_in_physical_units(tmp_path, dsm_block):
-    dn = np.round((dsm_block - 270.0) / 0.01).astype(np.uint16)
+# (scale, offset): centimetres above 270 m; Landsat Collection 2 surface temperature (K).
+@pytest.mark.parametrize("scale,offset", [(0.01, 270.0), (0.00341802, 149.0)])
+def test_scaled_integer_source_is_written_in_physical_units(tmp_path, dsm_block, scale, offset):
+    """uint16 DN with scale, offset and fill 0: the output holds physical values whose cell means are
+    the source's, and no scale/offset tag is left for a reader to apply a second time."""
+    physical = dsm_block.astype(np.float64)
+    assert ((physical - offset) / scale).max() < 65535
+    dn = np.round((physical - offset) / scale).astype(np.uint16)
     dn[:4, :4] = 0
     src_path = write_tif(tmp_path / "dn.tif", dn, CRS, T, nodata=0)
     with rasterio.open(src_path, "r+") as dst:
-        dst.scales, dst.offsets = (0.01,), (270.0,)
+        dst.scales, dst.offsets = (scale,), (offset,)
     src = geosr.open_raster(src_path)
     g = _pair(tmp_path, dsm_block)[1]
     path = geosr.write(geosr.superresolve(src, g, 2, method="bicubic"), tmp_path / "out.tif")
@@ -96,7 +102,7 @@ def test_scaled_integer_source_is_written_in_physical_units(tmp_path, dsm_block)
         assert r.scales == (1.0,) and r.offsets == (0.0,)  # no tag would make a reader scale twice
         out = r.read(1, masked=True)
     pooled = out.astype(np.float64).reshape(64, 2, 64, 2).mean(axis=(1, 3))
-    np.testing.assert_allclose(pooled[4:, 4:], dn[4:, 4:] * 0.01 + 270.0, atol=1e-3)
+    np.testing.assert_allclose(pooled[4:, 4:], dn[4:, 4:] * scale + offset, atol=1e-3)
     assert out.mask[:8, :8].all()
 
 
