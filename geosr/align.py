@@ -45,7 +45,10 @@ class CannotEstimate(InputError):
     """Too little shared valid area to measure a displacement."""
 
 
-def check_align(align) -> str:
+def check_align(align):
+    """One of ALIGNMENTS, or an :class:`Alignment` already measured (applied as it is)."""
+    if isinstance(align, Alignment):
+        return align
     if align not in ALIGNMENTS:
         raise InputError(f"align must be one of {ALIGNMENTS}, got {align!r}")
     return align

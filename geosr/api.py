@@ -11,7 +11,7 @@ from functools import partial
 import numpy as np
 import xarray as xr
 
-from .align import DEFAULT_ALIGN, check_align, correct, estimate_or_skip
+from .align import DEFAULT_ALIGN, Alignment, check_align, correct, estimate_or_skip
 from .backprojection import back_project
 from .errors import InputError
 from .methods import check_options, get_method
@@ -80,9 +80,10 @@ def superresolve_array(source, guide, scale=4, method: str = "mmsr", *, mask=Non
     check_align(align)
     t0 = time.perf_counter()
     pair = prepare_pair(source, guide, scale, mask=mask, feather=feather)
-    alignment = None
-    if align != "none":
+    alignment = align if isinstance(align, Alignment) else None
+    if alignment is not None or align != "none":
         guide_with_gaps = pair.guide_with_gaps()
+    if alignment is None and align != "none":
         alignment = estimate_or_skip(pair.source, guide_with_gaps, pair.scale, align, source_valid=pair.source_valid)
     if alignment is not None:
         pair = prepare_pair(source, correct(guide_with_gaps, alignment), scale, mask=mask, feather=feather)
@@ -133,7 +134,8 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
         GDAL masks mark invalid pixels and are never used as guide bands.
     scale : integer >= 2. The output grid is the source grid refined by ``scale``: same CRS
         and origin, transform = source transform * Affine.scale(1 / scale).
-    band : the source band (1-based) for a multi-band source.
+    band : the source band (1-based) for a multi-band source; a list of bands, or "all", gives
+        a (band, y, x) result, each band exactly as its own run with the guide aligned once.
     guide_bands : guide bands to use (1-based; default all but alpha).
     src_nodata, guide_nodata : override the files' nodata values.
     dst_nodata : the output's nodata (default: the source's if float32 holds it, else NaN).
@@ -187,6 +189,11 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
         if mode == "tile" or method != "mmsr":
             raise InputError("batch_size applies to mode='scene' with method='mmsr' only")
         _positive_int(batch_size, "batch_size")
+    if isinstance(band, (str, list, tuple)):
+        return _several_bands(source, guide, scale, method, band, quality, checkpoint, dict(
+            guide_bands=guide_bands, src_nodata=src_nodata, guide_nodata=guide_nodata, dst_nodata=dst_nodata,
+            resampling=resampling, tile_size=tile_size, overlap=overlap, exact=exact, feather=feather, mode=mode,
+            batch_size=batch_size, align=align, resume=resume, client=client, **options))
     src, hr_box, guides, lr, hr_guide, alignment = _coregister(source, guide, scale, band, guide_bands, src_nodata,
                                                                guide_nodata, resampling, align)
 
@@ -199,7 +206,8 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
         mode = "tile" if one_tile else "scene"
     scene = mode == "scene"
     token = tokenize(lr, hr_guide, scale, method, mode, batch_size, exact, feather, tile_size, overlap,
-                     sorted(options.items()), align, None if alignment is None else tuple(alignment.matrix))
+                     sorted(options.items()), str(getattr(align, "kind", align)),
+                     None if alignment is None else tuple(alignment.matrix))
     params = provenance.parameters(method, scale, exact, tile_size, overlap, resampling, band, guide_bands, options, mode,
                          batch_size)
     params.update(alignment.attrs(hr_box.affine) if alignment is not None else
@@ -244,10 +252,47 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
     out.encoding["geosr_inputs"] = tuple(x.encoding.get("source") for x in [source, *guides] if x.encoding.get("source"))
     if store is not None:
         out.encoding["geosr_checkpoint"] = store
+    out.encoding["geosr_alignment"] = alignment
     if quality:
         return out, quality_layers(out, source, guide, band=band, guide_bands=guide_bands, src_nodata=src_nodata,
                                    guide_nodata=guide_nodata)
     return out
+
+
+def _several_bands(source, guide, scale, method, bands, quality, checkpoint, kwargs):
+    """Several source bands, each exactly as a run of that band alone, stacked as (band, y, x).
+
+    The guide's alignment is measured once, on the first band, and applied to every band;
+    each band keeps its checkpoint in a folder of its own under ``checkpoint``.
+    """
+    from pathlib import Path
+
+    from .checkpoint import StoreGroup
+    from .inputs import data_bands
+
+    if quality:
+        raise InputError("quality layers describe one band: run quality_layers on each band of the result "
+                         "(result.sel(band=N)), or process the bands one at a time")
+    numbers = data_bands(source, bands)
+    outs = []
+    for b in numbers:
+        folder = None if checkpoint is None else Path(checkpoint) / f"band-{b}"
+        out = superresolve(source, guide, scale, method, band=b, checkpoint=folder, **kwargs)
+        if not outs and kwargs["align"] != "none":
+            kwargs = {**kwargs, "align": out.encoding["geosr_alignment"] or "none"}
+        outs.append(out)
+    first = outs[0]
+    result = xr.concat(outs, dim="band", combine_attrs="override").assign_coords(band=numbers)
+    result.attrs = {**first.attrs, "geosr_band": ",".join(map(str, numbers))}
+    names = [o.attrs.get("long_name") for o in outs]
+    if any(names):
+        result.attrs["long_name"] = tuple(str(n or "") for n in names)
+    result = result.rio.write_crs(first.rio.crs).rio.write_transform(first.rio.transform())
+    result = result.rio.write_nodata(first.rio.encoded_nodata, encoded=True)
+    result.encoding["geosr_inputs"] = first.encoding.get("geosr_inputs", ())
+    if checkpoint is not None:
+        result.encoding["geosr_checkpoint"] = StoreGroup(checkpoint, [o.encoding["geosr_checkpoint"] for o in outs])
+    return result
 
 
 def quality_layers(output, source, guide, **settings):
@@ -342,8 +387,8 @@ def _coregister(source, guide, scale, band, guide_bands, src_nodata, guide_nodat
                          "(band=, --band) and, if the file's nodata value is wrong, override it "
                          "(src_nodata=, --src-nodata).")
 
-    alignment = None
-    if align != "none":
+    alignment = align if isinstance(align, Alignment) else None
+    if alignment is None and align != "none":
         alignment = _estimate_alignment(src, stacked, scale, align)
     if alignment is not None:
         stacked = [grid.guide_onto(g, g_box, hr_box, resampling, displacement=alignment.matrix)

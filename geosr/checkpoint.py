@@ -131,6 +131,25 @@ class TileStore:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+class StoreGroup:
+    """The checkpoints of a multi-band run (one folder per band under ``folder``), seen as one."""
+
+    def __init__(self, folder, stores):
+        self.folder, self.stores = Path(folder), list(stores)
+
+    def tiles_done(self) -> int:
+        return sum(s.tiles_done() for s in self.stores)
+
+    def has_model(self) -> bool:
+        return any(s.has_model() for s in self.stores)
+
+    def holds_work(self) -> bool:
+        return any(s.holds_work() for s in self.stores)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
     tmp.write_bytes(data)

@@ -5,6 +5,7 @@ Option spellings follow rasterio's ``rio`` tools (-o/--output, --overwrite, --co
 """
 from __future__ import annotations
 
+import math
 import os
 import signal
 import sys
@@ -40,6 +41,14 @@ def _int_list(ctx, param, value):
         return [int(v) for v in value.split(",") if v.strip()]
     except ValueError:
         raise click.BadParameter(f"expected comma-separated band numbers such as 1,2,3, got {value!r}") from None
+
+
+def _bands(ctx, param, value):
+    """--band: one number, a comma-separated list, or all."""
+    if value is None or value.strip().lower() == "all":
+        return None if value is None else "all"
+    numbers = _int_list(ctx, param, value)
+    return numbers[0] if len(numbers) == 1 and "," not in value else numbers
 
 
 def _creation_options(ctx, param, values):
@@ -89,7 +98,9 @@ Examples:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--amp", is_flag=True, help="bfloat16 mixed precision on CUDA (off by default: its speed-up and its "
               "effect on accuracy are not measured yet).")
-@click.option("--band", type=click.IntRange(1), default=None, help="Source band to use (required if it has several).")
+@click.option("--band", callback=_bands, default=None,
+              help="Source band(s): 2, 1,2,3 or all (required if it has several). Several bands are written as one "
+                   "multi-band file, each band as its own run would give, with the guide aligned once.")
 @click.option("--guide-bands", callback=_int_list, default=None,
               help="Guide bands, e.g. 1,2,3 (default: all but alpha; only with one guide file).")
 @click.option("--src-nodata", type=float, default=None, help="Override the source's nodata value.")
@@ -196,6 +207,8 @@ def _run(source, guides, scale, output, method, band, guide_bands, src_nodata, d
     # The output, plus the checkpoint of finished tiles (float32 with halos) kept until it is written.
     check_output(output, [source, *guides], overwrite, output_bytes(shape, cog) + output_bytes(shape, False) * 13 // 10)
     if quality is not None:
+        if isinstance(band, (str, list)):
+            raise InputError("--quality describes one band; run each band with --band N --quality FILE")
         if quality.resolve() == Path(output).resolve():
             raise InputError(f"--quality {quality} is the output file; give the quality layers a file of their own")
         check_output(quality, [source, *guides], overwrite, output_bytes((3, *shape), cog))
@@ -211,7 +224,7 @@ def _run(source, guides, scale, output, method, band, guide_bands, src_nodata, d
                           client=client, **options)
     store = result.encoding["geosr_checkpoint"]
     if resume and not quiet:
-        n = len(result.chunks[0]) * len(result.chunks[1])
+        n = math.prod(len(c) for c in result.chunks)  # tiles, times bands
         model = ", scene model trained" if store.has_model() else ""
         click.echo(f"resuming from {checkpoint}: {store.tiles_done()} of {n} tiles already done{model}", err=True)
     try:

@@ -49,6 +49,23 @@ def select_bands(da: xr.DataArray, bands, role: str) -> xr.DataArray:
     return da.isel(band=[numbers.index(b) for b in bands])
 
 
+def data_bands(source: xr.DataArray, bands) -> list[int]:
+    """``bands`` ("all", or a list of 1-based numbers) as the list of the source's data bands to process."""
+    da = as_bands(source, "source")
+    file = _file_info(da)
+    numbers = [b for b in _band_numbers(da) if b not in file.alpha]
+    if isinstance(bands, str):
+        if bands != "all":
+            raise InputError(f"band must be a number, a list of numbers or 'all', got {bands!r}")
+        return numbers
+    chosen = [int(b) for b in bands]
+    wrong = [b for b in chosen if b not in numbers]
+    if wrong or not chosen or len(set(chosen)) != len(chosen):
+        raise InputError(f"source band(s) {wrong or chosen} cannot be processed: give distinct data bands "
+                         f"from {numbers}")
+    return chosen
+
+
 def source_band(source: xr.DataArray, band: int | None = None, nodata=None) -> xr.DataArray:
     """One band of the source as lazy float64 (y, x) in physical units, NaN where invalid.
 
