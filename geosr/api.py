@@ -14,6 +14,7 @@ import xarray as xr
 from .align import DEFAULT_ALIGN, Alignment, check_align, correct, estimate_or_skip
 from .backprojection import back_project
 from .errors import InputError
+from .flatmask import array_mask
 from .methods import check_options, get_method
 from .metrics import CycleResidual, cycle_residual
 from .pair import MIN_FEATHER, blend, check_scale, prepare_pair
@@ -36,8 +37,8 @@ class SRInfo:
 
 
 def superresolve_array(source, guide, scale=4, method: str = "mmsr", *, mask=None, exact: bool = True,
-                       feather: float | None = None, align: str = DEFAULT_ALIGN, return_info: bool = False,
-                       **options):
+                       feather: float | None = None, align: str = DEFAULT_ALIGN, flat_mask=None,
+                       return_info: bool = False, **options):
     """Super-resolve a 2-D ``source`` by ``scale`` using a co-registered HR ``guide``.
 
     Parameters
@@ -63,6 +64,11 @@ def superresolve_array(source, guide, scale=4, method: str = "mmsr", *, mask=Non
         (:mod:`geosr.align`; sign convention there). The estimate is in the info's
         ``details["alignment"]``. The default was chosen by measurement
         (benchmarks/RESULTS.md section 7).
+    flat_mask : optional bool array, the source's shape (h, w) or the output's (H, W), True where
+        the ground is flat (water, flat fields): there the guide is ignored and the output is
+        bicubic (with the feathered edge), so the guide's texture cannot become false relief.
+        The guide is aligned before it is masked. A slope threshold needs the pixel size:
+        :func:`superresolve` takes one, this function only a boolean mask.
     return_info : if True, return ``(output, SRInfo)``; the info carries the achieved cycle
         residual (RMSE and maximum) whether or not ``exact`` is on.
     **options : method options. For mmsr: ``preset`` ("fast" default, "depth" = the paper's
@@ -80,13 +86,17 @@ def superresolve_array(source, guide, scale=4, method: str = "mmsr", *, mask=Non
     check_align(align)
     t0 = time.perf_counter()
     pair = prepare_pair(source, guide, scale, mask=mask, feather=feather)
+    flat = array_mask(flat_mask, pair.source.shape, pair.scale)
     alignment = align if isinstance(align, Alignment) else None
     if alignment is not None or align != "none":
         guide_with_gaps = pair.guide_with_gaps()
     if alignment is None and align != "none":
         alignment = estimate_or_skip(pair.source, guide_with_gaps, pair.scale, align, source_valid=pair.source_valid)
     if alignment is not None:
-        pair = prepare_pair(source, correct(guide_with_gaps, alignment), scale, mask=mask, feather=feather)
+        guide = correct(guide_with_gaps, alignment)
+        pair = prepare_pair(source, guide, scale, mask=mask, feather=feather)
+    if flat is not None and flat.any():  # after the alignment, which needs the whole guide
+        pair = prepare_pair(source, _without(guide, flat), scale, mask=mask, feather=feather)
     prediction, details = run(pair, **options)
     if alignment is not None:
         details = {**details, "alignment": alignment.attrs()}
@@ -98,6 +108,15 @@ def superresolve_array(source, guide, scale=4, method: str = "mmsr", *, mask=Non
                   residual=cycle_residual(out, pair.source, pair.scale, pair.source_valid),
                   seconds=time.perf_counter() - t0, details=details)
     return out, info
+
+
+def _without(guide, flat: np.ndarray) -> np.ndarray:
+    """A float64 copy of the guide with NaN where it is masked (``numpy.ma``) or ``flat``."""
+    g = np.array(np.ma.getdata(guide), np.float64)
+    if np.ma.isMaskedArray(guide):
+        g[np.ma.getmaskarray(guide)] = np.nan
+    g[..., flat] = np.nan
+    return g
 
 
 def _blend_fallback(prediction: np.ndarray, pair) -> np.ndarray:
@@ -118,7 +137,7 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
                  src_nodata=None, guide_nodata=None, dst_nodata=None, resampling: str = "auto",
                  tile_size: int | None = None, overlap: int | None = None, exact: bool = True,
                  feather: float | None = None, mode: str = DEFAULT_MODE, batch_size: int | None = None,
-                 align: str = DEFAULT_ALIGN, checkpoint=None, resume: bool = False, client=None,
+                 align: str = DEFAULT_ALIGN, flat_mask=None, checkpoint=None, resume: bool = False, client=None,
                  quality: bool = False, **options):
     """Super-resolve a georeferenced raster with a georeferenced guide; lazy, any size.
 
@@ -154,6 +173,17 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
         (no extra resampling). The estimate goes into ``attrs`` (``geosr_align_shift_px``:
         dx dy in output pixels, ``geosr_align_shift_map``: in map units; sign convention in
         :mod:`geosr.align`).
+    flat_mask : where the ground is flat (water, flat fields), the guide is ignored and the
+        output is bicubic, with the feathered edge, so the guide's texture (waves, road paint,
+        crop rows) cannot become false relief (:mod:`geosr.flatmask`). A number is a slope
+        threshold in degrees: source cells with a lower slope (Horn's 3x3 method, as gdaldem
+        slope, in the CRS's linear unit, heights taken in the same unit; for a geographic CRS
+        degrees are converted to metres at the raster's central latitude, 111120 m per degree
+        as gdaldem's ``-s 111120``) in areas of at least 3 x 3 such cells. A path to a raster
+        (nonzero valid pixels = flat, any CRS and resolution, nearest onto the output grid)
+        or to a GeoJSON file (polygons, lon/lat WGS84). Also a DataArray raster, a shapely
+        geometry (in the source's CRS) or an odc.geo Geometry (its own CRS). Recorded in
+        ``attrs["geosr_flat_mask"]``; the quality layers' ``fallback`` band shows it.
     checkpoint : a folder where finished tiles (and the scene model) are saved as they
         complete; with ``resume=True`` a run that was interrupted continues from it, and
         gives the same output bit for bit. :func:`geosr.write` removes it after success.
@@ -176,7 +206,7 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
     from dask.base import tokenize
     from odc.geo.xr import xr_coords
 
-    from . import provenance, tiling
+    from . import flatmask, provenance, tiling
     from .cluster import current_client, gpu_resources
     from .io import output_nodata
 
@@ -189,13 +219,14 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
         if mode == "tile" or method != "mmsr":
             raise InputError("batch_size applies to mode='scene' with method='mmsr' only")
         _positive_int(batch_size, "batch_size")
+    flat = flatmask.resolve(flat_mask)
     if isinstance(band, (str, list, tuple)):
         return _several_bands(source, guide, scale, method, band, quality, checkpoint, dict(
             guide_bands=guide_bands, src_nodata=src_nodata, guide_nodata=guide_nodata, dst_nodata=dst_nodata,
             resampling=resampling, tile_size=tile_size, overlap=overlap, exact=exact, feather=feather, mode=mode,
-            batch_size=batch_size, align=align, resume=resume, client=client, **options))
+            batch_size=batch_size, align=align, flat_mask=flat, resume=resume, client=client, **options))
     src, hr_box, guides, lr, hr_guide, alignment = _coregister(source, guide, scale, band, guide_bands, src_nodata,
-                                                               guide_nodata, resampling, align)
+                                                               guide_nodata, resampling, align, flat)
 
     tile_size = max(1, 512 // scale) if tile_size is None else _positive_int(tile_size, "tile_size")
     overlap = math.ceil(32 / scale) if overlap is None else _positive_int(overlap, "overlap", low=0)
@@ -207,13 +238,15 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
     scene = mode == "scene"
     token = tokenize(lr, hr_guide, scale, method, mode, batch_size, exact, feather, tile_size, overlap,
                      sorted(options.items()), str(getattr(align, "kind", align)),
-                     None if alignment is None else tuple(alignment.matrix))
+                     None if alignment is None else tuple(alignment.matrix),
+                     None if flat is None else (flat.description, sorted(flat.checksums.items())))
     params = provenance.parameters(method, scale, exact, tile_size, overlap, resampling, band, guide_bands, options, mode,
-                         batch_size)
+                                   batch_size, None if flat is None else flat.description)
     params.update(alignment.attrs(hr_box.affine) if alignment is not None else
                   {"geosr_align": "none" if align == "none" else f"none ({align} skipped: too little overlap)"})
     params["geosr_feather"] = max(2 * scale, MIN_FEATHER) if feather is None else float(feather)
     checksums = provenance.input_checksums([source, *guides])
+    checksums.update({} if flat is None else flat.checksums)
     store = None
     if checkpoint is not None:
         from .checkpoint import TileStore
@@ -255,7 +288,7 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
     out.encoding["geosr_alignment"] = alignment
     if quality:
         return out, quality_layers(out, source, guide, band=band, guide_bands=guide_bands, src_nodata=src_nodata,
-                                   guide_nodata=guide_nodata)
+                                   guide_nodata=guide_nodata, flat_mask=flat)
     return out
 
 
@@ -303,13 +336,14 @@ def quality_layers(output, source, guide, **settings):
     (:func:`geosr.open_raster`): the run's settings (scale, exact, alignment, tiles, feather,
     resampling, bands) are read from its ``geosr_*`` attributes, so the layers describe that
     run. ``settings`` override them, and give what the attributes do not hold (``src_nodata``,
-    ``guide_nodata``). Only bicubic is computed again, never a fit: compute the layers after
+    ``guide_nodata``, and a ``flat_mask`` that was an object in memory rather than a slope
+    threshold or a file). Only bicubic is computed again, never a fit: compute the layers after
     the output is written, or together with it (``dask.compute(out, q)``).
     """
     import rioxarray  # noqa: F401
     from dask.base import tokenize
 
-    from . import provenance, quality, tiling
+    from . import flatmask, provenance, quality, tiling
 
     from .inputs import source_band
 
@@ -333,9 +367,11 @@ def quality_layers(output, source, guide, **settings):
     resampling = get("resampling", "geosr_guide_resampling", str, "auto")
     feather = get("feather", "geosr_feather", float, None)
     feather = max(2 * scale, MIN_FEATHER) if feather is None else float(feather)
+    flat = flatmask.resolve(settings["flat_mask"] if "flat_mask" in settings else
+                            flatmask.from_attribute(attrs.get("geosr_flat_mask")))
     src, hr_box, _, lr, hr_guide, _ = _coregister(source, guide, scale, band, guide_bands,
                                                   settings.get("src_nodata"), settings.get("guide_nodata"),
-                                                  resampling, align)
+                                                  resampling, align, flat)
     if tuple(output.shape[-2:]) != tuple(hr_box.shape) or output.rio.transform() != hr_box.affine:
         raise InputError(f"the output ({output.shape[-2]} x {output.shape[-1]} px, transform "
                          f"{tuple(output.rio.transform())[:6]}) is not on the source grid refined by {scale} "
@@ -345,7 +381,8 @@ def quality_layers(output, source, guide, **settings):
     overlap = get("overlap", "geosr_overlap", int, math.ceil(32 / scale))
     fit = partial(_fit_tile, scale=scale, method="bicubic", exact=exact, feather=feather, options={})
     bicubic = tiling.tiled(lr, hr_guide, scale, tile_size, overlap, fit, exact,
-                           tokenize("quality-bicubic", lr, hr_guide, scale, exact, feather, tile_size, overlap))
+                           tokenize("quality-bicubic", lr, hr_guide, scale, exact, feather, tile_size, overlap,
+                                    None if flat is None else (flat.description, sorted(flat.checksums.items()))))
     data = quality.layers(output.data.astype(np.float32), lr, hr_guide, bicubic, scale, feather)
     q = xr.DataArray(data, dims=("band", "y", "x"),
                      coords={"band": [1, 2, 3], "y": output.y.values, "x": output.x.values})
@@ -357,9 +394,10 @@ def quality_layers(output, source, guide, **settings):
     return q
 
 
-def _coregister(source, guide, scale, band, guide_bands, src_nodata, guide_nodata, resampling, align):
+def _coregister(source, guide, scale, band, guide_bands, src_nodata, guide_nodata, resampling, align, flat=None):
     """The source band and the guide(s) warped onto the output grid, with the guide's displacement
-    estimated and removed in that one warp. Returns (src, hr_box, guides, lr, hr_guide, alignment):
+    estimated and removed in that one warp, and NaN where the flat mask ``flat`` (a
+    :class:`geosr.flatmask.FlatMask`) is set. Returns (src, hr_box, guides, lr, hr_guide, alignment):
     lr (h, w) and hr_guide (bands, H, W) are dask arrays."""
     import dask.array as dsa
 
@@ -397,6 +435,11 @@ def _coregister(source, guide, scale, band, guide_bands, src_nodata, guide_nodat
     lr = src.data if isinstance(src.data, dsa.Array) else dsa.from_array(src.data)
     hr_guide = dsa.concatenate([g.data if isinstance(g.data, dsa.Array) else dsa.from_array(g.data)
                                 for g in stacked], axis=0)
+    if flat is not None:  # masked after the alignment, which is measured on the whole guide
+        from .flatmask import on_output_grid
+
+        is_flat = on_output_grid(flat, src, src_box, hr_box, scale, hr_guide.chunks[1:])
+        hr_guide = dsa.where(is_flat[None], np.nan, hr_guide).astype(hr_guide.dtype)
     return src, hr_box, guides, lr, hr_guide, alignment
 
 

@@ -20,8 +20,8 @@ PREFIX = "geosr_"
 # Tags holding JSON, shown indented by ``geosr info``.
 JSON_TAGS = ("geosr_options", "geosr_input_sha256")
 # ``geosr info`` shows these first, in this order: what made the numbers, then how it ran.
-FIRST = ("version", "commit", "method", "scale", "options", "seed", "device", "threads", "deterministic", "torch",
-         "cuda", "gdal", "rasterio", "numpy", "python")
+FIRST = ("version", "commit", "method", "scale", "options", "flat_mask", "seed", "device", "threads", "deterministic",
+         "torch", "cuda", "gdal", "rasterio", "numpy", "python")
 
 
 @functools.lru_cache(maxsize=1)
@@ -45,8 +45,9 @@ def git_commit() -> str | None:
 
 
 def parameters(method, scale, exact, tile_size, overlap, resampling, band, guide_bands, options, mode,
-               batch_size) -> dict:
-    """The run's settings as ``geosr_*`` attributes; ``geosr_options`` holds every method option (JSON)."""
+               batch_size, flat_mask: str | None = None) -> dict:
+    """The run's settings as ``geosr_*`` attributes; ``geosr_options`` holds every method option (JSON),
+    ``geosr_flat_mask`` the flat mask (:mod:`geosr.flatmask`), "none" without one."""
     from ._version import __version__
 
     params = {k: v for k, v in options.items() if k != "progress" and v is not None}
@@ -56,6 +57,7 @@ def parameters(method, scale, exact, tile_size, overlap, resampling, band, guide
             "geosr_mode": mode, "geosr_tile_size": tile_size, "geosr_overlap": overlap,
             "geosr_guide_resampling": resampling, "geosr_band": "" if band is None else band,
             "geosr_guide_bands": "" if guide_bands is None else ",".join(map(str, guide_bands)),
+            "geosr_flat_mask": flat_mask or "none",
             "geosr_options": json.dumps(params, sort_keys=True, default=str)}
 
 

@@ -1,7 +1,7 @@
 """Quality layers: where a result can be trusted, as bands on the output grid.
 
-  fallback          1 where the output is the bicubic fallback (the guide is invalid and the
-                    source valid), 0 where it is guided, the feathered ramp's fraction in
+  fallback          1 where the output is the bicubic fallback (the guide is invalid, or under
+                    the flat mask, and the source valid), 0 where it is guided, the feathered ramp's fraction in
                     between; 0 outside the source.
   cycle_residual    avg-pool(output) - source, per LR cell, repeated onto its HR pixels:
                     how far the output's cell means are from the source (about 0 with
@@ -20,7 +20,7 @@ from .pair import feathered_weight
 from .sampling import repeat_cells
 
 BANDS = ("fallback", "cycle_residual", "guide_influence")
-GUIDE = ("band 1 fallback: 1 = bicubic (no valid guide), 0 = guided, between = feathered edge; "
+GUIDE = ("band 1 fallback: 1 = bicubic (no valid guide, or flat mask), 0 = guided, between = feathered edge; "
          "band 2 cycle_residual: avg-pool(output) - source per source cell, source units; "
          "band 3 guide_influence: |output - bicubic|, source units")
 

@@ -92,7 +92,7 @@ def train(sources, guides, scale: int, *, preset=None, epochs=None, batch_size: 
             pairs.append(pair)
     if not pairs:
         raise InputError("no training window has a valid source and a valid guide; check the guide's nodata and "
-                         "footprint, or use mode='tile'")
+                         "footprint (and a flat mask: the guide is invalid where it is set), or use mode='tile'")
     values = np.concatenate([p.source[p.source_valid] for p in pairs])
     source_mean, source_std = float(values.mean()), float(values.std()) or 1.0
     raw = np.concatenate([(p.guide.astype(np.float64) * p.guide_std[:, None, None] + p.guide_mean[:, None, None])
