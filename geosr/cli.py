@@ -51,6 +51,18 @@ def _bands(ctx, param, value):
     return numbers[0] if len(numbers) == 1 and "," not in value else numbers
 
 
+def _flat_mask(ctx, param, value):
+    """--flat-mask: a slope threshold in degrees (2, 2deg) or a path to a raster or a GeoJSON file."""
+    if value is None:
+        return None
+    text = value.strip()
+    number = text[:-3] if text.lower().endswith("deg") else text.rstrip("°")
+    try:
+        return float(number)
+    except ValueError:
+        return text
+
+
 def _creation_options(ctx, param, values):
     out = {}
     for v in values:
@@ -113,12 +125,16 @@ Examples:
 @click.option("--align", type=click.Choice(ALIGNMENTS), default=DEFAULT_ALIGN, show_default=True,
               help="Before the fit, estimate how far the guide is displaced from the source (shift, or affine for a "
                    "rotation) and remove it; the estimate is written to the output's tags.")
+@click.option("--flat-mask", callback=_flat_mask, default=None, metavar="DEGREES|FILE",
+              help="Use bicubic, not the guide, on flat ground and water, so the guide's texture (waves, road paint, "
+                   "crop rows) does not become false relief: a slope threshold in degrees on the source (e.g. 2), "
+                   "or a raster (nonzero = flat) or GeoJSON file of polygons.")
 @click.option("--exact/--no-exact", default=True, show_default=True,
               help="Keep every source cell's mean (back-projection).")
 @click.option("--quality", "quality", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write quality layers on the output grid to this file: 1 fallback (1 = bicubic where the "
-                   "guide is invalid), 2 cycle residual (avg-pool(output) - source), 3 guide influence "
-                   "(|output - bicubic|).")
+                   "guide is invalid or --flat-mask is set), 2 cycle residual (avg-pool(output) - source), "
+                   "3 guide influence (|output - bicubic|).")
 @click.option("--cog", is_flag=True, help="Write a Cloud Optimized GeoTIFF (with AVERAGE overviews).")
 @click.option("--co", "creation_options", multiple=True, callback=_creation_options, metavar="NAME=VALUE",
               help="GDAL creation option; repeatable.")
@@ -135,8 +151,8 @@ Examples:
 @click.option("-v", "--verbose", count=True, help="More output (-v: epoch bars even off a terminal).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or messages.")
 def upsample(source, guide, scale, output, method, preset, mode, epochs, batch_size, tile_size, overlap, device, seed, amp,
-             band, guide_bands, src_nodata, dst_nodata, resampling, bounds, align, exact, quality, cog, creation_options,
-             overwrite, resume, scheduler, workers, address, verbose, quiet):
+             band, guide_bands, src_nodata, dst_nodata, resampling, bounds, align, flat_mask, exact, quality, cog,
+             creation_options, overwrite, resume, scheduler, workers, address, verbose, quiet):
     """Super-resolve SOURCE by --scale, guided by GUIDE (one or more files, stacked as bands).
 
     SOURCE and GUIDE are GDAL dataset names (files, VRTs, /vsizip/ paths) in any CRS,
@@ -167,7 +183,7 @@ def upsample(source, guide, scale, output, method, preset, mode, epochs, batch_s
             try:
                 result = _run(source, list(guide), scale, output, method, band, guide_bands, src_nodata, dst_nodata,
                               resampling, bounds, tile_size, overlap, exact, cog, creation_options, overwrite,
-                              resume, client, quiet, {**options, "align": align}, quality)
+                              resume, client, quiet, {**options, "align": align, "flat_mask": flat_mask}, quality)
             finally:
                 if client is not None:
                     _close(client)
