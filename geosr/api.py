@@ -18,14 +18,16 @@ from .flatmask import array_mask
 from .methods import check_options, get_method
 from .metrics import CycleResidual, cycle_residual
 from .pair import MIN_FEATHER, blend, check_scale, prepare_pair
+from .psf import psf_from
 
 
 @dataclass(frozen=True)
 class SRInfo:
     """What a run did and how well the output honours the source.
 
-    residual: avg-pool(output) - source over fully valid LR cells, in source units
-    (``rmse``, ``max``); near 0 with ``exact=True``.
+    residual: degrade(output) - source over fully valid LR cells, in source units
+    (``rmse``, ``max``), with the run's sensor model (avg-pool by default); near 0 with
+    ``exact=True``.
     """
 
     method: str
@@ -37,8 +39,8 @@ class SRInfo:
 
 
 def superresolve_array(source, guide, scale=4, method: str = "mmsr", *, mask=None, exact: bool = True,
-                       feather: float | None = None, align: str = DEFAULT_ALIGN, flat_mask=None,
-                       return_info: bool = False, **options):
+                       feather: float | None = None, align: str = DEFAULT_ALIGN, flat_mask=None, psf: str = "area",
+                       psf_sigma: float | None = None, return_info: bool = False, **options):
     """Super-resolve a 2-D ``source`` by ``scale`` using a co-registered HR ``guide``.
 
     Parameters
@@ -58,7 +60,13 @@ def superresolve_array(source, guide, scale=4, method: str = "mmsr", *, mask=Non
         within 1e-4 of the source's range, or float32 spacing / (2 * scale^2) where that is
         larger (a float32 output cannot hold cell means more finely). It also lowered the
         RMSE on every benchmark pair (benchmarks/RESULTS.md). False gives the method's raw
-        output.
+        output. With ``psf="gaussian"`` it makes the Gaussian model of the output equal the
+        source instead (to float32 rounding for ``psf_sigma`` up to about 0.6;
+        :mod:`geosr.backprojection` says why wider ones are only approached).
+    psf, psf_sigma : the sensor model that turns the output into the source, used by the
+        cycle loss and by ``exact`` (:mod:`geosr.psf`): "area" (default, the paper's
+        avg-pool: cell means) or "gaussian" with ``psf_sigma`` LR pixels (default 0.5), for
+        sensors whose optics blur across neighbouring cells.
     align : "shift" (default), "affine" or "none". Before the fit, estimate how far the
         guide is displaced from the source and resample the guide to remove it
         (:mod:`geosr.align`; sign convention there). The estimate is in the info's
@@ -84,8 +92,9 @@ def superresolve_array(source, guide, scale=4, method: str = "mmsr", *, mask=Non
     """
     run = get_method(method)
     check_align(align)
+    psf = psf_from(psf, psf_sigma)
     t0 = time.perf_counter()
-    pair = prepare_pair(source, guide, scale, mask=mask, feather=feather)
+    pair = prepare_pair(source, guide, scale, mask=mask, feather=feather, psf=psf)
     flat = array_mask(flat_mask, pair.source.shape, pair.scale)
     alignment = align if isinstance(align, Alignment) else None
     if alignment is not None or align != "none":
@@ -94,18 +103,18 @@ def superresolve_array(source, guide, scale=4, method: str = "mmsr", *, mask=Non
         alignment = estimate_or_skip(pair.source, guide_with_gaps, pair.scale, align, source_valid=pair.source_valid)
     if alignment is not None:
         guide = correct(guide_with_gaps, alignment)
-        pair = prepare_pair(source, guide, scale, mask=mask, feather=feather)
+        pair = prepare_pair(source, guide, scale, mask=mask, feather=feather, psf=psf)
     if flat is not None and flat.any():  # after the alignment, which needs the whole guide
-        pair = prepare_pair(source, _without(guide, flat), scale, mask=mask, feather=feather)
+        pair = prepare_pair(source, _without(guide, flat), scale, mask=mask, feather=feather, psf=psf)
     prediction, details = run(pair, **options)
     if alignment is not None:
         details = {**details, "alignment": alignment.attrs()}
     out = _blend_fallback(prediction, pair)
-    out = back_project(out, pair.source, pair.source_valid, pair.scale) if exact else out.astype(np.float32)
+    out = back_project(out, pair.source, pair.source_valid, pair.scale, psf=psf) if exact else out.astype(np.float32)
     if not return_info:
         return out
     info = SRInfo(method=method, scale=pair.scale, exact=exact,
-                  residual=cycle_residual(out, pair.source, pair.scale, pair.source_valid),
+                  residual=cycle_residual(out, pair.source, pair.scale, pair.source_valid, psf),
                   seconds=time.perf_counter() - t0, details=details)
     return out, info
 
@@ -137,8 +146,8 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
                  src_nodata=None, guide_nodata=None, dst_nodata=None, resampling: str = "auto",
                  tile_size: int | None = None, overlap: int | None = None, exact: bool = True,
                  feather: float | None = None, mode: str = DEFAULT_MODE, batch_size: int | None = None,
-                 align: str = DEFAULT_ALIGN, flat_mask=None, checkpoint=None, resume: bool = False, client=None,
-                 quality: bool = False, **options):
+                 align: str = DEFAULT_ALIGN, flat_mask=None, psf: str = "area", psf_sigma: float | None = None,
+                 checkpoint=None, resume: bool = False, client=None, quality: bool = False, **options):
     """Super-resolve a georeferenced raster with a georeferenced guide; lazy, any size.
 
     Parameters
@@ -193,7 +202,7 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
     quality : also return the run's quality layers, ``(out, layers)``; see
         :func:`quality_layers`. Compute both together (``dask.compute(out, layers)``) or
         write the output first, so the fits run once.
-    method, exact, feather, **options : as for :func:`superresolve_array`.
+    method, exact, feather, psf, psf_sigma, **options : as for :func:`superresolve_array`.
 
     Returns
     -------
@@ -213,6 +222,7 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
     scale = check_scale(scale)
     check_options(method, options)
     check_align(align)
+    sensor = psf_from(psf, psf_sigma)
     if mode not in MODES:
         raise InputError(f"mode must be one of {MODES}, got {mode!r}")
     if batch_size is not None:
@@ -224,7 +234,8 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
         return _several_bands(source, guide, scale, method, band, quality, checkpoint, dict(
             guide_bands=guide_bands, src_nodata=src_nodata, guide_nodata=guide_nodata, dst_nodata=dst_nodata,
             resampling=resampling, tile_size=tile_size, overlap=overlap, exact=exact, feather=feather, mode=mode,
-            batch_size=batch_size, align=align, flat_mask=flat, resume=resume, client=client, **options))
+            batch_size=batch_size, align=align, flat_mask=flat, psf=psf, psf_sigma=psf_sigma, resume=resume,
+            client=client, **options))
     src, hr_box, guides, lr, hr_guide, alignment = _coregister(source, guide, scale, band, guide_bands, src_nodata,
                                                                guide_nodata, resampling, align, flat)
 
@@ -236,7 +247,7 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
         one_tile = all(len(tiling.split(n, tile_size, 2 * overlap)) == 1 for n in src.shape)
         mode = "tile" if one_tile else "scene"
     scene = mode == "scene"
-    token = tokenize(lr, hr_guide, scale, method, mode, batch_size, exact, feather, tile_size, overlap,
+    token = tokenize(lr, hr_guide, scale, method, mode, batch_size, exact, feather, tile_size, overlap, sensor,
                      sorted(options.items()), str(getattr(align, "kind", align)),
                      None if alignment is None else tuple(alignment.matrix),
                      None if flat is None else (flat.description, sorted(flat.checksums.items())))
@@ -245,6 +256,8 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
     params.update(alignment.attrs(hr_box.affine) if alignment is not None else
                   {"geosr_align": "none" if align == "none" else f"none ({align} skipped: too little overlap)"})
     params["geosr_feather"] = max(2 * scale, MIN_FEATHER) if feather is None else float(feather)
+    params["geosr_psf"] = sensor.kind
+    params["geosr_psf_sigma"] = "" if sensor.sigma is None else sensor.sigma
     checksums = provenance.input_checksums([source, *guides])
     checksums.update({} if flat is None else flat.checksums)
     store = None
@@ -267,14 +280,15 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
 
         train_options = {k: v for k, v in options.items() if k != "checkpointing"}
         train_options.update({"batch_size": batch_size} if batch_size is not None else {})
+        train_options["psf"] = sensor
         # Trained now, before the tiles: were it a node of the tile graph, idle threads would
         # read the whole raster ahead while it trains, and guide chunks read for training
         # windows would stay in memory until their tiles ran.
         model = _compute_now(lazy_train(lr, hr_guide, scale, train_options, token, store, resources), client)
         model = dask.delayed(model, name=f"geosr-model-{token}", traverse=False)
         options = {k: v for k, v in options.items() if k in ("device", "amp")}
-    fit = partial(_fit_tile, scale=scale, method=method, exact=exact, feather=feather, options=options)
-    data = tiling.tiled(lr, hr_guide, scale, tile_size, overlap, fit, exact, token, model, store, resources)
+    fit = partial(_fit_tile, scale=scale, method=method, exact=exact, feather=feather, psf=sensor, options=options)
+    data = tiling.tiled(lr, hr_guide, scale, tile_size, overlap, fit, exact, token, model, store, resources, sensor)
 
     coords = {k: v for k, v in xr_coords(hr_box, dims=("y", "x")).items() if k in ("y", "x")}
     out = xr.DataArray(data, dims=("y", "x"), coords=coords).rename(source.name)
@@ -369,6 +383,7 @@ def quality_layers(output, source, guide, **settings):
     feather = max(2 * scale, MIN_FEATHER) if feather is None else float(feather)
     flat = flatmask.resolve(settings["flat_mask"] if "flat_mask" in settings else
                             flatmask.from_attribute(attrs.get("geosr_flat_mask")))
+    sensor = psf_from(get("psf", "geosr_psf", str, "area"), get("psf_sigma", "geosr_psf_sigma", float))
     src, hr_box, _, lr, hr_guide, _ = _coregister(source, guide, scale, band, guide_bands,
                                                   settings.get("src_nodata"), settings.get("guide_nodata"),
                                                   resampling, align, flat)
@@ -379,11 +394,12 @@ def quality_layers(output, source, guide, **settings):
                          "source and guide the output was made from, with the same --bounds")
     tile_size = get("tile_size", "geosr_tile_size", int, max(1, 512 // scale))
     overlap = get("overlap", "geosr_overlap", int, math.ceil(32 / scale))
-    fit = partial(_fit_tile, scale=scale, method="bicubic", exact=exact, feather=feather, options={})
+    fit = partial(_fit_tile, scale=scale, method="bicubic", exact=exact, feather=feather, psf=sensor, options={})
     bicubic = tiling.tiled(lr, hr_guide, scale, tile_size, overlap, fit, exact,
-                           tokenize("quality-bicubic", lr, hr_guide, scale, exact, feather, tile_size, overlap,
-                                    None if flat is None else (flat.description, sorted(flat.checksums.items()))))
-    data = quality.layers(output.data.astype(np.float32), lr, hr_guide, bicubic, scale, feather)
+                           tokenize("quality-bicubic", lr, hr_guide, scale, exact, feather, tile_size, overlap, sensor,
+                                    None if flat is None else (flat.description, sorted(flat.checksums.items()))),
+                           psf=sensor)
+    data = quality.layers(output.data.astype(np.float32), lr, hr_guide, bicubic, scale, feather, sensor)
     q = xr.DataArray(data, dims=("band", "y", "x"),
                      coords={"band": [1, 2, 3], "y": output.y.values, "x": output.x.values})
     q = q.rio.write_crs(output.rio.crs).rio.write_transform(hr_box.affine).rio.write_nodata(np.nan, encoded=True)
@@ -470,7 +486,7 @@ def _positive_int(v, name, low=1):
     return int(v)
 
 
-def _fit_tile(source, guide, model=None, *, scale, method, exact, feather, options):
+def _fit_tile(source, guide, model=None, *, scale, method, exact, feather, psf, options):
     """One tile pair through the core engine (runs in a dask worker); ``model``: a trained scene model."""
     if not np.isfinite(source).any():
         return np.full((source.shape[0] * scale, source.shape[1] * scale), np.nan, np.float32)
@@ -479,5 +495,5 @@ def _fit_tile(source, guide, model=None, *, scale, method, exact, feather, optio
     if model is not None:
         options = {**options, "model": model}
     with _FIT_LOCK:
-        return superresolve_array(source, guide, scale, method, exact=exact, feather=feather, align="none",
+        return superresolve_array(source, guide, scale, method, exact=exact, feather=feather, align="none", psf=psf,
                                   **{"progress": False, **options})

@@ -1,21 +1,36 @@
-"""Making avg-pool(output) equal the source: what DEM and thermal users need for cell means.
+"""Making the sensor model of the output equal the source: what DEM and thermal users need.
 
-The residual (source - avg-pool(output)) is spread back onto the HR grid, first
-smoothly (bilinear, iterative back-projection) so no block pattern appears, then, for
-what little is left, as a per-cell constant, which is exact in float64. The result is
-finally rounded to float32 cell by cell so the float32 means stay exact too (see
+With the default ``area`` PSF that is avg-pool(output) = source: every cell mean kept. The
+residual (source - degrade(output)) is spread back onto the HR grid, first smoothly
+(bilinear, iterative back-projection) so no block pattern appears, then, for what little
+is left, as a per-cell constant, which is exact in float64. The result is finally rounded
+to float32 cell by cell so the float32 means stay exact too (see
 :func:`to_float32_keeping_means`).
+
+With a ``gaussian`` PSF a cell also sees its neighbours, so the per-cell constants solve a
+small linear system on the LR grid (Richardson iteration with the model's cell weights).
+That system amplifies whatever noise the source holds by up to 1 / (the model's response
+to a checkerboard of cells): 7x at sigma 0.5, 22x at 0.6, 300x at 0.8. It is solved only
+while that stays below :data:`MAX_GAIN` (sigma up to about 0.6 LR pixels); for wider PSFs
+only the smooth back-projection runs, which brings the residual down without amplifying
+noise much, and the achieved residual is what the run reports.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from .psf import AREA, PSF, cell_weights, coverage, degrade
 from .sampling import avg_pool, repeat_cells, upsample
+
+# Richardson steps for the gaussian per-cell solve; each is one small LR correlation.
+_CELL_STEPS = 400
+# The most the per-cell solve may amplify the source's noise (see the module docstring).
+MAX_GAIN = 25.0
 
 
 def back_project(output: np.ndarray, source: np.ndarray, source_valid: np.ndarray, scale: int,
-                 iterations: int = 10) -> np.ndarray:
-    """Return a float32 copy of ``output`` whose cell means equal ``source`` on valid cells.
+                 iterations: int = 10, psf: PSF = AREA) -> np.ndarray:
+    """Return a float32 copy of ``output`` whose degraded image equals ``source`` on valid cells.
 
     Cells that are invalid, or that hold a non-finite output pixel, are left untouched.
     """
@@ -25,16 +40,53 @@ def back_project(output: np.ndarray, source: np.ndarray, source_valid: np.ndarra
         return out.astype(np.float32)
     src = np.where(cells, source, 0.0)
     hr_cells = repeat_cells(cells, scale)
-    work = np.where(np.isfinite(out), out, 0.0)
+    work = out.copy()  # NaN stays NaN: the model leaves missing pixels out, as the loss does
 
     def residual():
-        return np.where(cells, src - avg_pool(work, scale), 0.0)
+        return np.where(cells, src - degrade(work, scale, psf), 0.0)
 
     for _ in range(iterations):
         work += np.where(hr_cells, upsample(residual(), scale, "bilinear"), 0.0)
-    work += repeat_cells(residual(), scale)
+    if psf.kind == "area":
+        work += repeat_cells(residual(), scale)
+        out[hr_cells] = work[hr_cells]
+        return to_float32_keeping_means(out, src, cells, scale)
+    if noise_gain(psf, scale) <= MAX_GAIN:
+        work += repeat_cells(_cell_constants(residual(), work, cells, scale, psf), scale)
     out[hr_cells] = work[hr_cells]
-    return to_float32_keeping_means(out, src, cells, scale)
+    return out.astype(np.float32)
+
+
+def noise_gain(psf: PSF, scale: int) -> float:
+    """1 / the model's response to a checkerboard of cells: how much an exact solve amplifies noise."""
+    k = cell_weights(psf, scale)
+    r = len(k) // 2
+    response = float(np.sum(k * (-1.0) ** np.arange(-r, r + 1))) ** 2
+    return 1.0 / max(response, 1e-300)
+
+
+def _cell_constants(r0: np.ndarray, work: np.ndarray, cells: np.ndarray, scale: int, psf: PSF) -> np.ndarray:
+    """Per-cell constants c (zero off ``cells``) with degrade(work + repeat(c)) = degrade(work) + r0 on cells.
+
+    Adding c to whole cells changes the model by a correlation of c with the cell weights,
+    divided by the same normaliser the model uses (the weight of the pixels that exist).
+    """
+    from scipy.ndimage import correlate
+
+    k1 = cell_weights(psf, scale)
+    kernel = np.outer(k1, k1)
+    den = coverage(np.isfinite(work), scale, psf)
+    c = np.zeros_like(r0)
+    r = r0
+    tol = 1e-13 * max(1.0, float(np.abs(r0).max()))
+    for _ in range(_CELL_STEPS):
+        if np.abs(r).max() <= tol:
+            break
+        c = c + np.where(cells, r, 0.0)
+        r = np.where(cells, r0 - correlate(c, kernel, mode="constant") / den, 0.0)
+    return c
+
+
 
 
 def to_float32_keeping_means(hr: np.ndarray, means: np.ndarray, cells: np.ndarray, scale: int) -> np.ndarray:

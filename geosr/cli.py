@@ -21,6 +21,7 @@ from .api import DEFAULT_MODE, MODES
 from .cluster import SCHEDULERS
 from .methods import METHODS
 from .methods.mmsr import DEFAULT_PRESET, DEFAULT_SCENE_PRESET, PRESETS
+from .psf import KINDS
 
 RESAMPLINGS = ("auto", "nearest", "bilinear", "cubic", "cubic_spline", "lanczos", "average")
 
@@ -130,10 +131,16 @@ Examples:
                    "crop rows) does not become false relief: a slope threshold in degrees on the source (e.g. 2), "
                    "or a raster (nonzero = flat) or GeoJSON file of polygons.")
 @click.option("--exact/--no-exact", default=True, show_default=True,
-              help="Keep every source cell's mean (back-projection).")
+              help="Keep every source cell's mean (back-projection); with --psf gaussian, the Gaussian model.")
+@click.option("--psf", type=click.Choice(KINDS), default="area", show_default=True,
+              help="Sensor model linking output and source, used by the loss and by --exact: area = the cell mean "
+                   "(the paper's), gaussian = a Gaussian blur of --psf-sigma source pixels (optics that blur "
+                   "across cells).")
+@click.option("--psf-sigma", type=float, default=None,
+              help="Standard deviation of the gaussian PSF in source pixels (default 0.5).")
 @click.option("--quality", "quality", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write quality layers on the output grid to this file: 1 fallback (1 = bicubic where the "
-                   "guide is invalid or --flat-mask is set), 2 cycle residual (avg-pool(output) - source), "
+                   "guide is invalid or --flat-mask is set), 2 cycle residual (the sensor model of the output - source), "
                    "3 guide influence (|output - bicubic|).")
 @click.option("--cog", is_flag=True, help="Write a Cloud Optimized GeoTIFF (with AVERAGE overviews).")
 @click.option("--co", "creation_options", multiple=True, callback=_creation_options, metavar="NAME=VALUE",
@@ -151,7 +158,8 @@ Examples:
 @click.option("-v", "--verbose", count=True, help="More output (-v: epoch bars even off a terminal).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or messages.")
 def upsample(source, guide, scale, output, method, preset, mode, epochs, batch_size, tile_size, overlap, device, seed, amp,
-             band, guide_bands, src_nodata, dst_nodata, resampling, bounds, align, flat_mask, exact, quality, cog,
+             band, guide_bands, src_nodata, dst_nodata, resampling, bounds, align, flat_mask, exact, psf, psf_sigma,
+             quality, cog,
              creation_options, overwrite, resume, scheduler, workers, address, verbose, quiet):
     """Super-resolve SOURCE by --scale, guided by GUIDE (one or more files, stacked as bands).
 
@@ -183,7 +191,8 @@ def upsample(source, guide, scale, output, method, preset, mode, epochs, batch_s
             try:
                 result = _run(source, list(guide), scale, output, method, band, guide_bands, src_nodata, dst_nodata,
                               resampling, bounds, tile_size, overlap, exact, cog, creation_options, overwrite,
-                              resume, client, quiet, {**options, "align": align, "flat_mask": flat_mask}, quality)
+                              resume, client, quiet, {**options, "align": align, "flat_mask": flat_mask, "psf": psf,
+                                                      "psf_sigma": psf_sigma}, quality)
             finally:
                 if client is not None:
                     _close(client)

@@ -8,7 +8,6 @@ import contextlib
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 
 def resolve_device(device=None) -> torch.device:
@@ -59,9 +58,15 @@ class Schedule:
         return self.lr * self.decay ** ((epoch + 1) // self.decay_every)
 
 
-def masked_cycle_l1(prediction: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, scale: int) -> torch.Tensor:
-    """Mean |avg-pool(prediction) - target| over valid LR pixels: the cycle-consistency loss."""
-    diff = (F.avg_pool2d(prediction, scale) - target).abs()
+def masked_cycle_l1(prediction: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, scale: int,
+                    psf=None) -> torch.Tensor:
+    """Mean |degrade(prediction) - target| over valid LR pixels: the cycle-consistency loss.
+
+    ``psf`` (:mod:`geosr.psf`) is the sensor model; None is the paper's avg-pool.
+    """
+    from .psf import AREA, degrade_torch
+
+    diff = (degrade_torch(prediction, scale, psf or AREA) - target).abs()
     return (diff * valid).sum() / valid.sum().clamp_min(1)
 
 

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .sampling import avg_pool, repeat_cells
+from .sampling import repeat_cells
 
 
 @dataclass(frozen=True)
@@ -17,12 +17,15 @@ class CycleResidual:
     cells: int
 
 
-def cycle_residual(output: np.ndarray, source: np.ndarray, scale: int, source_valid=None) -> CycleResidual:
-    """How far the output's cell means are from the source: 0 means each coarse cell is preserved.
+def cycle_residual(output: np.ndarray, source: np.ndarray, scale: int, source_valid=None, psf=None) -> CycleResidual:
+    """How far the output, seen by the sensor, is from the source: 0 means each coarse cell is preserved.
 
-    A cell counts when the source is valid there and all of its output pixels are finite.
+    ``psf``: the sensor model (:mod:`geosr.psf`; None = avg-pool, the cell means). A cell
+    counts when the source is valid there and all of its output pixels are finite.
     """
-    pooled = avg_pool(np.asarray(output, np.float64), scale)
+    from .psf import AREA, degrade
+
+    pooled = degrade(output, scale, psf or AREA)
     src = np.asarray(source, np.float64)
     ok = np.isfinite(pooled) & np.isfinite(src)
     if source_valid is not None:

@@ -13,6 +13,7 @@ import numpy as np
 from scipy import ndimage
 
 from .errors import InputError
+from .psf import AREA, PSF
 from .sampling import fill_nearest, repeat_cells, upsample
 
 # The default feather is at least this many HR pixels: about the reach of MMSR's guide
@@ -33,6 +34,7 @@ class Pair:
     scale:         integer factor between the grids.
     guide_mean, guide_std: (c,) the statistics ``guide`` was standardised with, so a
                    model trained on a whole scene can re-standardise with the scene's.
+    psf:           the sensor model (:mod:`geosr.psf`) the methods fit and ``exact`` keeps.
     """
 
     source: np.ndarray
@@ -42,6 +44,7 @@ class Pair:
     scale: int
     guide_mean: np.ndarray = None
     guide_std: np.ndarray = None
+    psf: PSF = AREA
 
     def guide_standardised(self, mean, std) -> np.ndarray:
         """The guide standardised with other per-band statistics (a scene's); invalid pixels 0."""
@@ -114,7 +117,7 @@ def check_scale(scale) -> int:
     return int(scale)
 
 
-def prepare_pair(source, guide, scale, mask=None, feather: float | None = None) -> Pair:
+def prepare_pair(source, guide, scale, mask=None, feather: float | None = None, psf: PSF = AREA) -> Pair:
     """Validate ``source`` (h, w), ``guide`` (c, H, W) or (H, W), and build a :class:`Pair`.
 
     ``mask`` (h, w), True where the source is invalid (as in ``numpy.ma``), is merged with
@@ -136,6 +139,7 @@ def prepare_pair(source, guide, scale, mask=None, feather: float | None = None) 
         scale=scale,
         guide_mean=mean,
         guide_std=std,
+        psf=psf,
     )
 
 

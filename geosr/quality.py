@@ -5,7 +5,9 @@
                     between; 0 outside the source.
   cycle_residual    avg-pool(output) - source, per LR cell, repeated onto its HR pixels:
                     how far the output's cell means are from the source (about 0 with
-                    exact=True; NaN on cells that are not fully valid).
+                    exact=True; NaN on cells that are not fully valid). With
+                    psf="gaussian", the Gaussian sensor model of the output instead of
+                    its cell means.
   guide_influence   |output - bicubic| (bicubic with the same exact setting): how much of the
                     result comes from the guide. Large values on flat ground are the place to
                     look for copied guide texture.
@@ -17,6 +19,7 @@ import math
 import numpy as np
 
 from .pair import feathered_weight
+from .psf import AREA, PSF, degrade
 from .sampling import repeat_cells
 
 BANDS = ("fallback", "cycle_residual", "guide_influence")
@@ -25,7 +28,7 @@ GUIDE = ("band 1 fallback: 1 = bicubic (no valid guide, or flat mask), 0 = guide
          "band 3 guide_influence: |output - bicubic|, source units")
 
 
-def layers(output, source, guide, bicubic, scale: int, feather: float):
+def layers(output, source, guide, bicubic, scale: int, feather: float, psf: PSF = AREA):
     """Lazy (3, H, W) float32 dask array of :data:`BANDS`.
 
     output, bicubic: dask (H, W) on the output grid; source: dask (h, w), NaN = invalid;
@@ -37,9 +40,10 @@ def layers(output, source, guide, bicubic, scale: int, feather: float):
     hr_chunks = tuple(tuple(c * scale for c in cs) for cs in _lr_chunks(output.chunks, scale))
     out = output.rechunk(hr_chunks)
     src = source.rechunk(tuple(tuple(c // scale for c in cs) for cs in hr_chunks))
-    pooled = da.map_blocks(_pool, out, scale, chunks=src.chunks, dtype=np.float64)
-    residual = da.map_blocks(repeat_cells, (pooled - src).astype(np.float32), scale, chunks=hr_chunks,
-                             dtype=np.float32)
+    # Each HR pixel gets what the sensor records for its cell; the halo lets a Gaussian see across chunks.
+    seen = out.map_overlap(_seen_by_sensor, depth=psf.radius * scale, boundary="none", scale=scale, psf=psf,
+                           dtype=np.float64)
+    residual = (seen - da.map_blocks(repeat_cells, src, scale, chunks=hr_chunks, dtype=np.float64)).astype(np.float32)
     guide_valid = da.isfinite(guide.rechunk((guide.shape[0], *hr_chunks))).all(axis=0)
     depth = math.ceil(feather) + 2  # the ramp only sees invalid guide pixels within feather + 0.5
     weight = guide_valid.map_overlap(feathered_weight, depth=depth, boundary="none", feather=feather,
@@ -60,6 +64,5 @@ def _lr_chunks(chunks, scale):
     return out
 
 
-def _pool(block, scale):
-    h, w = block.shape[0] // scale, block.shape[1] // scale
-    return block.reshape(h, scale, w, scale).astype(np.float64).mean(axis=(1, 3))
+def _seen_by_sensor(block, scale, psf):
+    return repeat_cells(degrade(block, scale, psf), scale)

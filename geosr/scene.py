@@ -20,6 +20,7 @@ import numpy as np
 
 from .errors import InputError
 from .pair import blend, guide_statistics, prepare_pair
+from .psf import AREA
 
 # Training windows: side in output pixels, how many are drawn, and how many go into one step.
 WINDOW = 192
@@ -65,10 +66,10 @@ def windows(lr_shape, scale: int, count: int = WINDOWS, window: int = WINDOW, se
 
 
 def train(sources, guides, scale: int, *, preset=None, epochs=None, batch_size: int = BATCH, device=None,
-          seed: int = 0, progress=None, amp: bool | None = None, **overrides) -> SceneModel:
+          seed: int = 0, progress=None, amp: bool | None = None, psf=None, **overrides) -> SceneModel:
     """Train one network on the windows ``sources`` [(h, w)] and ``guides`` [(c, h*s, w*s)].
 
-    NaN marks invalid pixels in both. ``preset`` defaults to "scene" (32 channels, 300
+    NaN marks invalid pixels in both; ``psf``: the sensor model of the loss (default avg-pool). ``preset`` defaults to "scene" (32 channels, 300
     steps). ``epochs`` counts optimisation steps, each over a batch of ``batch_size``
     windows (default: the preset's epochs).
     """
@@ -87,7 +88,7 @@ def train(sources, guides, scale: int, *, preset=None, epochs=None, batch_size: 
         src = np.asarray(src, np.float64)
         if not np.isfinite(src).any():
             continue
-        pair = prepare_pair(src, gd, scale)
+        pair = prepare_pair(src, gd, scale, psf=psf or AREA)
         if (pair.guide_weight > 0).mean() >= MIN_GUIDE_VALID:
             pairs.append(pair)
     if not pairs:
@@ -122,7 +123,7 @@ def train(sources, guides, scale: int, *, preset=None, epochs=None, batch_size: 
             with autocast(dev, amp):
                 prediction = net(guide[i], src_in[i])
             composed = blend(prediction.float(), weight[i], fallback[i])
-            return masked_cycle_l1(composed, src_in[i], valid[i], scale)
+            return masked_cycle_l1(composed, src_in[i], valid[i], scale, psf)
 
         schedule = Schedule(cfg.epochs, cfg.lr, cfg.lr_decay, cfg.lr_decay_every)
         history = optimise(net.param_groups(cfg.guide_weight_decay), step_loss, schedule, progress=progress,

@@ -63,7 +63,7 @@ def _fall(n: int) -> np.ndarray:
 
 
 def tiled(source, guide, scale: int, tile_size: int, overlap: int, fit, exact: bool, token: str,
-          model=None, store=None, resources=None):
+          model=None, store=None, resources=None, psf=None):
     """Lazy HR float32 mosaic of ``fit(lr_tile, hr_guide_tile[, model])`` over all tiles.
 
     source: dask (h, w) float64, NaN = invalid. guide: dask (bands, h*scale, w*scale).
@@ -71,7 +71,10 @@ def tiled(source, guide, scale: int, tile_size: int, overlap: int, fit, exact: b
     dask Delayed passed to every fit (a scene model). ``store``: a
     :class:`geosr.checkpoint.TileStore`; tiles already in it are loaded, not fitted (nor
     read), and new ones are saved. ``resources``: dask worker resources the fit tasks
-    need (e.g. ``{"GPU": 1}``).
+    need (e.g. ``{"GPU": 1}``). ``psf``: the sensor model ``exact`` keeps after blending
+    (:mod:`geosr.psf`; default avg-pool). Blocks are corrected one by one; a Gaussian reaches
+    into the next block, so there each block is corrected once more with a halo, which
+    leaves a small residual at block borders (the blocks do not iterate to agreement).
     """
     import dask
     import dask.array as da
@@ -111,14 +114,22 @@ def tiled(source, guide, scale: int, tile_size: int, overlap: int, fit, exact: b
                         pieces.append(((fit_name, ti, tj), (sy[0], sx[0]), (sy[1], sx[1])))
             keys = [p[0] for p in pieces]
             blends[(blend_name, i, j)] = (_blend, (cy1 - cy0, cx1 - cx0), keys, [p[1:] for p in pieces],
-                                          (src.name, i, j), scale, exact)
+                                          (src.name, i, j), scale, exact, psf)
     haloed = (tuple(b - a for a, b, _, _ in y_span), tuple(b - a for a, b, _, _ in x_span))
     with dask.annotate(**({"resources": resources} if resources else {})):
         layer = HighLevelGraph.from_collections(fit_name, fits, dependencies=[lo, ho] + ([] if model is None else [model]))
     tiles = da.Array(layer, fit_name, chunks=haloed, dtype=np.float64)
     graph = HighLevelGraph.from_collections(blend_name, blends, dependencies=[tiles, src])
     chunks = (tuple(c * scale for c in ys), tuple(c * scale for c in xs))
-    return da.Array(graph, blend_name, chunks=chunks, dtype=np.float32)
+    mosaic = da.Array(graph, blend_name, chunks=chunks, dtype=np.float32)
+    if not exact or psf is None or psf.radius == 0 or (len(ys), len(xs)) == (1, 1):
+        return mosaic
+    # A Gaussian cell sees across block borders: correct each block once more, seeing the
+    # blended mosaic and the source a few cells beyond it (measured: 0.038 m -> 0.0011 m at
+    # the borders on the drone DSM; benchmarks/RESULTS.md).
+    halo = psf.radius + 2
+    return da.map_overlap(_correct_across_borders, mosaic, src, depth=[halo * scale, halo], boundary="none",
+                          align_arrays=False, dtype=np.float32, scale=scale, psf=psf)
 
 
 def _spans(chunks, depth, scale):
@@ -195,7 +206,7 @@ def release_freed_memory() -> None:
 _malloc_trim = None
 
 
-def _blend(shape, tiles, slices, lr, scale, exact):
+def _blend(shape, tiles, slices, lr, scale, exact, psf=None):
     if len(tiles) == 1:  # a lone tile: its output as the method gave it
         (src_sl, dst_sl), = slices
         return np.asarray(tiles[0][src_sl], np.float32)
@@ -205,8 +216,15 @@ def _blend(shape, tiles, slices, lr, scale, exact):
     if not exact:
         return out.astype(np.float32)
     from .backprojection import back_project
+    from .psf import AREA
 
-    return back_project(out, lr, np.isfinite(lr), scale)
+    return back_project(out, lr, np.isfinite(lr), scale, psf=psf or AREA)
+
+
+def _correct_across_borders(hr, lr, scale, psf):
+    from .backprojection import back_project
+
+    return back_project(hr, lr, np.isfinite(lr), scale, psf=psf)
 
 
 class TileProgress:

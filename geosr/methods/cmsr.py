@@ -31,6 +31,7 @@ import numpy as np
 from ..backprojection import back_project
 from ..errors import InputError
 from ..pair import Pair
+from ..psf import degrade_torch
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def run(pair: Pair, device=None, seed: int = 0, progress=None, **overrides) -> t
                 guides.append(_augment(warped[win], k, flip))
                 valids.append(_augment(lr_valid[win], k, flip))
             father, guide, valid = torch.cat(fathers), torch.cat(guides), torch.cat(valids)
-            son = F.avg_pool2d(father, s)
+            son = degrade_torch(father, s, pair.psf)  # pseudo-LR made by the same sensor
             up = F.interpolate(son, size=father.shape[-2:], mode="bicubic", align_corners=False)
             diff = (net(up, guide) - father).abs()
             return (diff * valid).sum() / valid.sum().clamp_min(1)
@@ -124,7 +125,7 @@ def run(pair: Pair, device=None, seed: int = 0, progress=None, **overrides) -> t
                     out = _unaugment(out, k, flip)[0, 0].double().cpu().numpy() * std + mean
                     if cfg.backprojection:
                         out = back_project(out, pair.source_filled, np.ones_like(pair.source_valid), s,
-                                           cfg.backprojection).astype(np.float64)
+                                           cfg.backprojection, psf=pair.psf).astype(np.float64)
                     members.append(out)
         dx, dy, largest = net.warp.displacement_pixels(*pair.hr_shape)
     pred = np.median(members, axis=0)

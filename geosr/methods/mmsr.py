@@ -136,14 +136,15 @@ def run(pair: Pair, preset: str | None = None, device=None, seed: int = 0, progr
         def step_loss(epoch):
             with autocast(dev, amp):
                 prediction = net(guide, source_in)
-            return masked_cycle_l1(compose(prediction.float()), source_in, valid, s)
+            return masked_cycle_l1(compose(prediction.float()), source_in, valid, s, pair.psf)
 
         history = optimise(net.param_groups(cfg.guide_weight_decay), step_loss, schedule, progress=progress,
                            description="mmsr")
         net.eval()
         with torch.no_grad(), autocast(dev, amp):
             pred = net(guide, source_in)[0, 0].double().cpu().numpy()
-    details = {"config": dataclasses.asdict(cfg), "preset": preset or DEFAULT_PRESET, "device": str(dev),
+    details = {"config": dataclasses.asdict(cfg), "preset": preset or DEFAULT_PRESET, "psf": pair.psf.describe(),
+               "device": str(dev),
                "seed": seed, "amp": amp, "loss_history": history, "loss_cells": int(valid.sum().item())}
     return pred * std + mean, details
 
