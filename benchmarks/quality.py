@@ -41,7 +41,8 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "pixtransform"
 FLAT_TOLERANCE = {"depth": 1.0, "vhm": 0.5}  # target units: 1 grey level; 0.5 m of vegetation height
 
 
-def degrade(target: np.ndarray, scale: int, how: str, seed: int = 0) -> np.ndarray:
+def degrade(target: np.ndarray, scale: int, how: str, seed: int = 0, noise: float = 0.01) -> np.ndarray:
+    """The LR source: ``how`` "avgpool" or "gaussian" (+ white noise of ``noise`` x the target's std)."""
     if how == "avgpool":
         return avg_pool(target, scale)
     blurred = ndimage.gaussian_filter(target, sigma=0.5 * scale, mode="reflect")
@@ -51,8 +52,7 @@ def degrade(target: np.ndarray, scale: int, how: str, seed: int = 0) -> np.ndarr
     h, w = target.shape[0] // scale, target.shape[1] // scale
     cells = blurred[: h * scale, : w * scale].reshape(h, scale, w, scale)
     lr = cells[:, rows][:, :, :, rows].mean(axis=(1, 3))
-    noise = np.random.default_rng(seed).normal(0.0, 0.01 * target.std(), lr.shape)
-    return lr + noise
+    return lr + np.random.default_rng(seed).normal(0.0, noise * target.std(), lr.shape)
 
 
 def main():

@@ -159,8 +159,7 @@ Examples:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or messages.")
 def upsample(source, guide, scale, output, method, preset, mode, epochs, batch_size, tile_size, overlap, device, seed, amp,
              band, guide_bands, src_nodata, dst_nodata, resampling, bounds, align, flat_mask, exact, psf, psf_sigma,
-             quality, cog,
-             creation_options, overwrite, resume, scheduler, workers, address, verbose, quiet):
+             quality, cog, creation_options, overwrite, resume, scheduler, workers, address, verbose, quiet):
     """Super-resolve SOURCE by --scale, guided by GUIDE (one or more files, stacked as bands).
 
     SOURCE and GUIDE are GDAL dataset names (files, VRTs, /vsizip/ paths) in any CRS,
