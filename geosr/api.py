@@ -147,7 +147,8 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
                  tile_size: int | None = None, overlap: int | None = None, exact: bool = True,
                  feather: float | None = None, mode: str = DEFAULT_MODE, batch_size: int | None = None,
                  align: str = DEFAULT_ALIGN, flat_mask=None, psf: str = "area", psf_sigma: float | None = None,
-                 checkpoint=None, resume: bool = False, client=None, quality: bool = False, **options):
+                 checkpoint=None, resume: bool = False, client=None, quality: bool = False, ensemble: int | None = None,
+                 **options):
     """Super-resolve a georeferenced raster with a georeferenced guide; lazy, any size.
 
     Parameters
@@ -202,6 +203,8 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
     quality : also return the run's quality layers, ``(out, layers)``; see
         :func:`quality_layers`. Compute both together (``dask.compute(out, layers)``) or
         write the output first, so the fits run once.
+    ensemble : with ``quality``, add the ``ensemble_spread`` band over this many seeds
+        (:func:`quality_layers`).
     method, exact, feather, psf, psf_sigma, **options : as for :func:`superresolve_array`.
 
     Returns
@@ -223,6 +226,10 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
     check_options(method, options)
     check_align(align)
     sensor = psf_from(psf, psf_sigma)
+    if ensemble is not None:
+        if not quality:
+            raise InputError("ensemble adds a band to the quality layers: pass quality=True as well")
+        check_ensemble(method, ensemble)
     if mode not in MODES:
         raise InputError(f"mode must be one of {MODES}, got {mode!r}")
     if batch_size is not None:
@@ -302,7 +309,7 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
     out.encoding["geosr_alignment"] = alignment
     if quality:
         return out, quality_layers(out, source, guide, band=band, guide_bands=guide_bands, src_nodata=src_nodata,
-                                   guide_nodata=guide_nodata, flat_mask=flat)
+                                   guide_nodata=guide_nodata, flat_mask=flat, ensemble=ensemble)
     return out
 
 
@@ -353,7 +360,12 @@ def quality_layers(output, source, guide, **settings):
     ``guide_nodata``, and a ``flat_mask`` that was an object in memory rather than a slope
     threshold or a file). Only bicubic is computed again, never a fit: compute the layers after
     the output is written, or together with it (``dask.compute(out, q)``).
+
+    ``ensemble=N`` (N >= 2, learned methods only) adds a fourth band, ``ensemble_spread``: the
+    standard deviation, pixel by pixel, over the output and N - 1 runs with the next seeds and
+    otherwise the same settings. Those runs are real fits: N - 1 times the run's cost.
     """
+    import dask.array as da
     import rioxarray  # noqa: F401
     from dask.base import tokenize
 
@@ -400,14 +412,47 @@ def quality_layers(output, source, guide, **settings):
                                     None if flat is None else (flat.description, sorted(flat.checksums.items()))),
                            psf=sensor)
     data = quality.layers(output.data.astype(np.float32), lr, hr_guide, bicubic, scale, feather, sensor)
+    names = quality.BANDS
+    if settings.get("ensemble") is not None:
+        rerun = dict(band=band, guide_bands=guide_bands, src_nodata=settings.get("src_nodata"),
+                     guide_nodata=settings.get("guide_nodata"), resampling=resampling, tile_size=tile_size,
+                     overlap=overlap, exact=exact, feather=feather, align=align, psf=sensor, flat_mask=flat)
+        members = _ensemble(output, source, guide, scale, settings["ensemble"], attrs, rerun)
+        data = da.concatenate([data, quality.spread(members)[None]])
+        names = (*names, quality.SPREAD)
     q = xr.DataArray(data, dims=("band", "y", "x"),
-                     coords={"band": [1, 2, 3], "y": output.y.values, "x": output.x.values})
+                     coords={"band": list(range(1, len(names) + 1)), "y": output.y.values, "x": output.x.values})
     q = q.rio.write_crs(output.rio.crs).rio.write_transform(hr_box.affine).rio.write_nodata(np.nan, encoded=True)
     q.attrs.update({k: v for k, v in attrs.items() if str(k).startswith("geosr_")})
-    q.attrs["long_name"] = quality.BANDS
-    q.attrs["geosr_quality"] = quality.GUIDE
+    q.attrs["long_name"] = names
+    q.attrs["geosr_quality"] = quality.GUIDE + ("; " + quality.SPREAD_GUIDE if len(names) > 3 else "")
     q.attrs.update(provenance.software())
     return q
+
+
+def check_ensemble(method, n) -> None:
+    """An ensemble spread needs n >= 2 runs of a method whose output depends on the seed."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
+        raise InputError(f"ensemble must be an integer >= 2 (the output and n - 1 more seeds), got {n!r}")
+    if method not in ("mmsr", "cmsr"):
+        raise InputError(f"an ensemble spread needs a learned method (mmsr, cmsr); {method!r} gives the same "
+                         "output for every seed")
+
+
+def _ensemble(output, source, guide, scale, n, attrs, rerun):
+    """The output's data and those of n - 1 runs with the next seeds, all else as recorded in ``attrs``."""
+    method = attrs.get("geosr_method")
+    check_ensemble(method, n)
+    options = json.loads(attrs.get("geosr_options") or "{}")
+    batch_size = options.pop("batch_size", None)
+    seed = int(options.pop("seed", 0))
+    mode = attrs.get("geosr_mode") or DEFAULT_MODE
+    members = [output.data.astype(np.float32)]
+    for k in range(1, int(n)):
+        run = superresolve(source, guide, scale, method, mode=mode, batch_size=batch_size, seed=seed + k,
+                           progress=False, **rerun, **options)
+        members.append(run.data)
+    return members
 
 
 def _coregister(source, guide, scale, band, guide_bands, src_nodata, guide_nodata, resampling, align, flat=None):

@@ -142,6 +142,9 @@ Examples:
               help="Also write quality layers on the output grid to this file: 1 fallback (1 = bicubic where the "
                    "guide is invalid or --flat-mask is set), 2 cycle residual (the sensor model of the output - source), "
                    "3 guide influence (|output - bicubic|).")
+@click.option("--ensemble", type=click.IntRange(2), default=None, metavar="N",
+              help="With --quality, add band 4: the spread (std) over N runs with seeds --seed, --seed + 1, ... "
+                   "(N - 1 extra fits).")
 @click.option("--cog", is_flag=True, help="Write a Cloud Optimized GeoTIFF (with AVERAGE overviews).")
 @click.option("--co", "creation_options", multiple=True, callback=_creation_options, metavar="NAME=VALUE",
               help="GDAL creation option; repeatable.")
@@ -159,7 +162,7 @@ Examples:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or messages.")
 def upsample(source, guide, scale, output, method, preset, mode, epochs, batch_size, tile_size, overlap, device, seed, amp,
              band, guide_bands, src_nodata, dst_nodata, resampling, bounds, align, flat_mask, exact, psf, psf_sigma,
-             quality, cog, creation_options, overwrite, resume, scheduler, workers, address, verbose, quiet):
+             quality, ensemble, cog, creation_options, overwrite, resume, scheduler, workers, address, verbose, quiet):
     """Super-resolve SOURCE by --scale, guided by GUIDE (one or more files, stacked as bands).
 
     SOURCE and GUIDE are GDAL dataset names (files, VRTs, /vsizip/ paths) in any CRS,
@@ -191,7 +194,7 @@ def upsample(source, guide, scale, output, method, preset, mode, epochs, batch_s
                 result = _run(source, list(guide), scale, output, method, band, guide_bands, src_nodata, dst_nodata,
                               resampling, bounds, tile_size, overlap, exact, cog, creation_options, overwrite,
                               resume, client, quiet, {**options, "align": align, "flat_mask": flat_mask, "psf": psf,
-                                                      "psf_sigma": psf_sigma}, quality)
+                                                      "psf_sigma": psf_sigma}, quality, ensemble)
             finally:
                 if client is not None:
                     _close(client)
@@ -210,10 +213,11 @@ def _close(client):
 
 
 def _run(source, guides, scale, output, method, band, guide_bands, src_nodata, dst_nodata, resampling, bounds,
-         tile_size, overlap, exact, cog, creation_options, overwrite, resume, client, quiet, options, quality=None):
+         tile_size, overlap, exact, cog, creation_options, overwrite, resume, client, quiet, options, quality=None,
+         ensemble=None):
     import shutil
 
-    from .api import quality_layers, superresolve
+    from .api import check_ensemble, quality_layers, superresolve
     from .checkpoint import folder_for
     from .errors import InputError
     from .grid import crop_to_bounds
@@ -235,7 +239,11 @@ def _run(source, guides, scale, output, method, band, guide_bands, src_nodata, d
             raise InputError("--quality describes one band; run each band with --band N --quality FILE")
         if quality.resolve() == Path(output).resolve():
             raise InputError(f"--quality {quality} is the output file; give the quality layers a file of their own")
-        check_output(quality, [source, *guides], overwrite, output_bytes((3, *shape), cog))
+        check_output(quality, [source, *guides], overwrite, output_bytes((3 if ensemble is None else 4, *shape), cog))
+    elif ensemble is not None:
+        raise InputError("--ensemble adds a band to the quality layers: give --quality FILE as well")
+    if ensemble is not None:
+        check_ensemble(method, ensemble)
     checkpoint = folder_for(output)
     if overwrite and not resume:
         shutil.rmtree(checkpoint, ignore_errors=True)
@@ -258,7 +266,8 @@ def _run(source, guides, scale, output, method, band, guide_bands, src_nodata, d
             store.remove()
         raise
     if quality is not None:  # from the written output: only bicubic is computed again, no fit
-        layers = quality_layers(open_raster(str(output)), src, gds if len(gds) > 1 else gds[0], src_nodata=src_nodata)
+        layers = quality_layers(open_raster(str(output)), src, gds if len(gds) > 1 else gds[0], src_nodata=src_nodata,
+                                ensemble=ensemble)
         write(layers, quality, cog=cog, overwrite=overwrite, progress=not quiet, client=client, **creation_options)
         if not quiet:
             click.echo(f"wrote quality layers to {quality}", err=True)

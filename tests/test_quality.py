@@ -115,3 +115,29 @@ def test_quality_file_is_never_overwritten_and_never_the_output(files, tmp_path)
     assert taken.read_bytes() == b"keep me" and not (tmp_path / "o.tif").exists()
     res = CliRunner().invoke(main, [*args, "--quality", str(tmp_path / "o.tif")])
     assert res.exit_code != 0 and "file of their own" in res.output
+
+
+def test_ensemble_spread_is_the_std_over_seeds(files, tmp_path):
+    """--ensemble 2: band 4 is the sample std of the output and a run with the next seed, computed
+    here from that run made separately; 0 where both fell back to bicubic, > 0 where the guide acts."""
+    (out, *_), (q, *_, names) = run_cli(files, tmp_path, "--ensemble", "2")
+    assert names == ("fallback", "cycle_residual", "guide_influence", "ensemble_spread")
+    other = tmp_path / "seed1.tif"
+    res = CliRunner().invoke(main, ["upsample", files["source"], files["guide"], *RUN[:-3], "--seed", "1", "-q",
+                                    "-o", str(other)])
+    assert res.exit_code == 0, res.output
+    second = read(other)[0][0]
+    expected = np.abs(out[0] - second) / np.sqrt(2)  # std with ddof=1 of two values
+    np.testing.assert_allclose(q[3], expected, rtol=1e-5, atol=1e-6, equal_nan=True)
+    guided, bicubic = q[0] == 0, q[0] == 1
+    # Where the output fell back to bicubic the seeds agree, up to the exact correction that
+    # back-projection spreads in from guided neighbours.
+    spread_guided, spread_bicubic = np.nanmean(q[3][guided]), np.nanmean(q[3][bicubic])
+    print(f"\nensemble spread over 2 seeds: mean {spread_guided:.2e} m guided, {spread_bicubic:.2e} m on bicubic")
+    assert spread_guided > 1e-3 and spread_bicubic < 0.1 * spread_guided
+    res = CliRunner().invoke(main, ["upsample", files["source"], files["guide"], *RUN, "--ensemble", "2",
+                                    "-o", str(tmp_path / "x.tif")])
+    assert res.exit_code != 0 and "give --quality FILE as well" in res.output
+    res = CliRunner().invoke(main, ["upsample", files["source"], files["guide"], *RUN, "--method", "bicubic",
+                                    "--ensemble", "2", "--quality", str(tmp_path / "q2.tif"), "-o", str(tmp_path / "b.tif")])
+    assert res.exit_code != 0 and "needs a learned method" in res.output
