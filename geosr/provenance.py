@@ -84,7 +84,8 @@ def runtime(device=None, client=None, seed: int = 0) -> dict[str, str]:
     (always 1: every fit is seeded, and on CUDA runs with deterministic cuDNN kernels).
 
     On a dask.distributed cluster the fits run in the workers, which resolve the device
-    themselves and run torch on one thread each (dask sets OMP_NUM_THREADS=1).
+    themselves and run torch on one thread each (dask sets OMP_NUM_THREADS=1); a scene model
+    trains alone, on all the cores of its worker's machine.
     """
     import torch
 
@@ -92,7 +93,7 @@ def runtime(device=None, client=None, seed: int = 0) -> dict[str, str]:
 
     if client is not None:
         where = "each dask worker's own" if device is None else str(device)
-        dev, threads = f"{where} (dask.distributed)", "1 per worker"
+        dev, threads = f"{where} (dask.distributed)", "1 per worker (scene model training: all cores)"
     else:
         d = resolve_device(device)
         dev = str(d)
