@@ -159,6 +159,9 @@ def _intersect(span, c0, c1):
 
 
 def _fit_tile(lr, hr_guide, wy, wx, fit, model=None, store=None, tile=None):
+    from .cluster import reuse_freed_memory
+
+    reuse_freed_memory()
     out = fit(lr, hr_guide) if model is None else fit(lr, hr_guide, model)
     if store is not None:
         # The checkpoint keeps float32, the output's type (float64 tiles took twice the disk
