@@ -106,7 +106,8 @@ def test_worker_malloc_thresholds_are_raised_in_workers_only():
 
     from geosr import cluster
 
-    assert cluster.reuse_freed_memory() is False and cluster._memory_tuned is False  # not a worker
+    # Here, not a worker: nothing to do (in-process workers of earlier tests may have tuned this process).
+    assert cluster.in_worker() is False and cluster.reuse_freed_memory() is False
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as c, \
             Client(c) as client:
         assert client.submit(cluster.reuse_freed_memory, pure=False).result() is True
