@@ -16,7 +16,9 @@ class GeosrAccessor:
 
         Dimensions other than band, y and x (``time``, a stack of scenes) are mapped over:
         each (y, x) slice is super-resolved with the same guide and options, and the results
-        are stacked along those dimensions again (with ``quality=True`` the layers too).
+        are stacked along those dimensions again (with ``quality=True`` the layers too). With
+        ``checkpoint=``, each slice keeps its checkpoint in a sub-folder named by its
+        coordinates (e.g. ``time-2021-06-01``).
         """
         from .api import superresolve
 
@@ -24,8 +26,17 @@ class GeosrAccessor:
         if not extra:
             return superresolve(self._da, guide, scale, method, **options)
         stacked = self._da.stack(geosr_slice=extra)
-        results = [superresolve(stacked.isel(geosr_slice=i).drop_vars(["geosr_slice", *extra], errors="ignore"),
-                                guide, scale, method, **options) for i in range(stacked.sizes["geosr_slice"])]
+        names = _slice_names(stacked, extra)
+        results = []
+        for i, name in enumerate(names):
+            one = dict(options)
+            if one.get("checkpoint") is not None:
+                from .checkpoint import Location
+
+                one["checkpoint"] = Location.of(one["checkpoint"]).child(name)
+            results.append(superresolve(stacked.isel(geosr_slice=i).drop_vars(["geosr_slice", *extra],
+                                                                              errors="ignore"),
+                                        guide, scale, method, **one))
 
         def restack(parts):
             out = xr.concat(parts, dim="geosr_slice", combine_attrs="override")
@@ -43,3 +54,22 @@ class GeosrAccessor:
         from .io import write
 
         return write(self._da, path, cog=cog, overwrite=overwrite, progress=progress, **creation_options)
+
+
+def _slice_names(stacked, dims) -> list[str]:
+    """A folder name per slice from its coordinates ("time-2021-06-01"), unique; by position where not."""
+    import re
+
+    import numpy as np
+
+    def text(v):
+        if isinstance(v, np.datetime64) or hasattr(v, "isoformat"):  # 2021-06-01, 2021-06-01T12-30-00
+            v = str(np.datetime64(v, "s")).removesuffix("T00:00:00")
+        return re.sub(r"[^A-Za-z0-9._-]+", "-", str(v)).strip("-") or "x"
+
+    values = stacked.indexes["geosr_slice"]
+    names = ["_".join(f"{d}-{text(v)}" for d, v in zip(dims, key if isinstance(key, tuple) else (key,)))
+             for key in values]
+    if len(set(names)) != len(names):
+        names = [f"slice-{i}" for i in range(len(names))]
+    return names

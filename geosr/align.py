@@ -21,6 +21,12 @@ north-up grid), positive dy that it sits lower (south). In map units the same
 displacement is ``(dx * pixel width, -dy * pixel height)`` on a north-up grid, x east and
 y north. A guide whose geotransform origin was moved east by 1.5 pixels is estimated as
 dx = +1.5.
+
+A rotation (``"affine"``) is reported as the angle of ``Affine.rotation(angle)`` in output
+pixel coordinates, where rows run south: ``Affine.rotation(90)`` takes east (column + 1) to
+south (row + 1). So a positive angle means the guide's content is turned clockwise on a
+north-up map relative to the source; a guide whose picture was turned counter-clockwise
+(``scipy.ndimage.rotate(guide, +2)`` as displayed, row 0 at the top) is estimated at -2.
 """
 from __future__ import annotations
 
@@ -77,7 +83,8 @@ class Alignment:
 
     @property
     def rotation_degrees(self) -> float:
-        """Rotation of the guide relative to the source, counter-clockwise on a north-up map."""
+        """Rotation of the guide's content relative to the source, in degrees: positive = clockwise on a
+        north-up map (``Affine.rotation`` in pixel coordinates, rows running south; see the module)."""
         m = self.matrix
         return float(np.degrees(np.arctan2(m.d - m.b, m.a + m.e)))
 
@@ -101,6 +108,8 @@ class Alignment:
         if self.kind == "affine":
             out["geosr_align_matrix"] = " ".join(f"{v:.6g}" for v in tuple(self.matrix)[:6])
             out["geosr_align_rotation_deg"] = f"{self.rotation_degrees:.4f}"
+            out["geosr_align_rotation_convention"] = ("degrees; positive = the guide's content turned clockwise on a "
+                                                      "north-up map relative to the source; removed before the fit")
         if np.isfinite(self.score):
             out["geosr_align_residual_ratio"] = f"{self.score:.4f}"
         return out
@@ -171,13 +180,21 @@ def estimate(source, guide, scale: int, kind: str = "shift", source_valid=None, 
     return Alignment(kind, matrix, (ww * scale / 2, wh * scale / 2), score).moved(x0 * scale, y0 * scale)
 
 
-def window_of(valid, side):
-    """(y0, x0, height, width) of at most side x side LR pixels centred on the valid pixels."""
+def window_of(valid, side, row_edges=None, col_edges=None):
+    """(y0, x0, height, width) of at most side x side LR pixels centred on the valid pixels.
+
+    ``valid`` is per pixel, or per cell of a coarse map whose cells span the pixel rows
+    ``row_edges[i]:row_edges[i + 1]`` and columns ``col_edges[j]:col_edges[j + 1]``
+    (:func:`geosr.inputs.valid_map`)."""
+    row_edges = np.arange(valid.shape[0] + 1) if row_edges is None else np.asarray(row_edges)
+    col_edges = np.arange(valid.shape[1] + 1) if col_edges is None else np.asarray(col_edges)
+    h, w = int(row_edges[-1]), int(col_edges[-1])
     rows, cols = np.nonzero(valid)
-    cy, cx = (rows.min() + rows.max() + 1) // 2, (cols.min() + cols.max() + 1) // 2
-    hh, ww = min(side, valid.shape[0]), min(side, valid.shape[1])
-    y0 = int(np.clip(cy - hh // 2, 0, valid.shape[0] - hh))
-    x0 = int(np.clip(cx - ww // 2, 0, valid.shape[1] - ww))
+    cy = (int(row_edges[rows.min()]) + int(row_edges[rows.max() + 1])) // 2
+    cx = (int(col_edges[cols.min()]) + int(col_edges[cols.max() + 1])) // 2
+    hh, ww = min(side, h), min(side, w)
+    y0 = int(np.clip(cy - hh // 2, 0, h - hh))
+    x0 = int(np.clip(cx - ww // 2, 0, w - ww))
     return y0, x0, hh, ww
 
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -137,18 +136,14 @@ def _blend_fallback(prediction: np.ndarray, pair) -> np.ndarray:
 MODES = ("auto", "scene", "tile")
 DEFAULT_MODE = "auto"
 
-# One fit at a time per process: each fit already uses every core (torch) or the whole GPU,
-# so concurrent fits would only oversubscribe. Reading and writing still overlap with it.
-_FIT_LOCK = threading.Lock()
-
 
 def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | None = None, guide_bands=None,
                  src_nodata=None, guide_nodata=None, dst_nodata=None, resampling: str = "auto",
                  tile_size: int | None = None, overlap: int | None = None, exact: bool = True,
                  feather: float | None = None, mode: str = DEFAULT_MODE, batch_size: int | None = None,
                  align: str = DEFAULT_ALIGN, flat_mask=None, psf: str = "area", psf_sigma: float | None = None,
-                 checkpoint=None, resume: bool = False, client=None, quality: bool = False, ensemble: int | None = None,
-                 **options):
+                 checkpoint=None, resume: bool = False, overwrite: bool = False, client=None, quality: bool = False,
+                 ensemble: int | None = None, **options):
     """Super-resolve a georeferenced raster with a georeferenced guide; lazy, any size.
 
     Parameters
@@ -195,8 +190,11 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
         geometry (in the source's CRS) or an odc.geo Geometry (its own CRS). Recorded in
         ``attrs["geosr_flat_mask"]``; the quality layers' ``fallback`` band shows it.
     checkpoint : a folder where finished tiles (and the scene model) are saved as they
-        complete; with ``resume=True`` a run that was interrupted continues from it, and
-        gives the same output bit for bit. :func:`geosr.write` removes it after success.
+        complete (:mod:`geosr.checkpoint`). It is opened when the result computes, not here. A
+        run interrupted in this process continues from it when computed again; one left by
+        another process continues only with ``resume=True``, and gives the same output bit
+        for bit; ``overwrite=True`` discards it. A folder that holds other files is refused,
+        never emptied. :func:`geosr.write` removes geosr's files from it after success.
     client : the dask.distributed Client the graph is meant for (default: the current one,
         if any). Fit and training tasks ask for the worker resource ``GPU=1`` when its
         workers offer it. Compute or :func:`geosr.write` on that client.
@@ -227,11 +225,17 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
     check_align(align)
     sensor = psf_from(psf, psf_sigma)
     if ensemble is not None:
+        if isinstance(ensemble, bool):
+            raise InputError("ensemble=N is the number of seeds behind the quality layers' ensemble_spread band; "
+                             "CMSR's 8 rotations/flips at inference are its option self_ensemble=True/False")
         if not quality:
             raise InputError("ensemble adds a band to the quality layers: pass quality=True as well")
         check_ensemble(method, ensemble)
     if mode not in MODES:
         raise InputError(f"mode must be one of {MODES}, got {mode!r}")
+    if mode == "scene" and method != "mmsr":
+        raise InputError(f"mode='scene' trains one MMSR network for the whole raster; method={method!r} always runs "
+                         "tile by tile: leave mode out")
     if batch_size is not None:
         if mode == "tile" or method != "mmsr":
             raise InputError("batch_size applies to mode='scene' with method='mmsr' only")
@@ -242,12 +246,14 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
             guide_bands=guide_bands, src_nodata=src_nodata, guide_nodata=guide_nodata, dst_nodata=dst_nodata,
             resampling=resampling, tile_size=tile_size, overlap=overlap, exact=exact, feather=feather, mode=mode,
             batch_size=batch_size, align=align, flat_mask=flat, psf=psf, psf_sigma=psf_sigma, resume=resume,
-            client=client, **options))
+            overwrite=overwrite, client=client, **options))
+    if method == "bicubic":  # its output does not depend on the guide: nothing to measure
+        align = "none"
     src, hr_box, guides, lr, hr_guide, alignment = _coregister(source, guide, scale, band, guide_bands, src_nodata,
                                                                guide_nodata, resampling, align, flat)
 
     tile_size = max(1, 512 // scale) if tile_size is None else _positive_int(tile_size, "tile_size")
-    overlap = math.ceil(32 / scale) if overlap is None else _positive_int(overlap, "overlap", low=0)
+    overlap = _overlap_for_feather(src.shape, scale, tile_size, overlap, feather)
     if method != "mmsr":
         mode = "tile"
     elif mode == "auto":
@@ -265,8 +271,9 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
     params["geosr_feather"] = max(2 * scale, MIN_FEATHER) if feather is None else float(feather)
     params["geosr_psf"] = sensor.kind
     params["geosr_psf_sigma"] = "" if sensor.sigma is None else sensor.sigma
-    checksums = provenance.input_checksums([source, *guides])
-    checksums.update({} if flat is None else flat.checksums)
+    roles = ["source"] + (["guide"] if len(guides) == 1 else [f"guide {i + 1}" for i in range(len(guides))])
+    checksums, input_tags, input_files = provenance.inputs([source, *guides], roles,
+                                                           None if flat is None else flat.checksums)
     store = None
     if checkpoint is not None:
         from .checkpoint import TileStore
@@ -274,12 +281,12 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
         run = {"parameters": {**params, "feather": feather, "src_nodata": src_nodata, "guide_nodata": guide_nodata,
                               "grid": [hr_box.crs.to_wkt(), list(hr_box.affine)[:6], list(hr_box.shape)]},
                "inputs": checksums}
-        store = TileStore.open(checkpoint, run, resume=resume)
+        store = TileStore(checkpoint, run, resume=resume, overwrite=overwrite)
     # Versions and the machine are recorded, but do not key the checkpoint: a run resumed
     # after a library update is refused by its geosr_version, not by a patch release of numpy.
     params.update(provenance.software())
     params.update(provenance.runtime(options.get("device"), current_client(client), options.get("seed", 0)))
-    params["geosr_input_sha256"] = json.dumps(checksums)
+    params.update(input_tags)
     resources = gpu_resources(current_client(client))
     model = None
     if scene:
@@ -303,9 +310,7 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
     out = out.rio.write_nodata(output_nodata(src.encoding["nodata"], dst_nodata), encoded=True)
     out.attrs.update(src.attrs)
     out.attrs.update(params)
-    out.encoding["geosr_inputs"] = tuple(x.encoding.get("source") for x in [source, *guides] if x.encoding.get("source"))
-    if store is not None:
-        out.encoding["geosr_checkpoint"] = store
+    out.encoding["geosr_inputs"] = input_files
     out.encoding["geosr_alignment"] = alignment
     if quality:
         return out, quality_layers(out, source, guide, band=band, guide_bands=guide_bands, src_nodata=src_nodata,
@@ -319,9 +324,7 @@ def _several_bands(source, guide, scale, method, bands, quality, checkpoint, kwa
     The guide's alignment is measured once, on the first band, and applied to every band;
     each band keeps its checkpoint in a folder of its own under ``checkpoint``.
     """
-    from pathlib import Path
-
-    from .checkpoint import StoreGroup
+    from .checkpoint import Location
     from .inputs import data_bands
 
     if quality:
@@ -330,7 +333,7 @@ def _several_bands(source, guide, scale, method, bands, quality, checkpoint, kwa
     numbers = data_bands(source, bands)
     outs = []
     for b in numbers:
-        folder = None if checkpoint is None else Path(checkpoint) / f"band-{b}"
+        folder = None if checkpoint is None else Location.of(checkpoint).child(f"band-{b}")
         out = superresolve(source, guide, scale, method, band=b, checkpoint=folder, **kwargs)
         if not outs and kwargs["align"] != "none":
             kwargs = {**kwargs, "align": out.encoding["geosr_alignment"] or "none"}
@@ -344,8 +347,6 @@ def _several_bands(source, guide, scale, method, bands, quality, checkpoint, kwa
     result = result.rio.write_crs(first.rio.crs).rio.write_transform(first.rio.transform())
     result = result.rio.write_nodata(first.rio.encoded_nodata, encoded=True)
     result.encoding["geosr_inputs"] = first.encoding.get("geosr_inputs", ())
-    if checkpoint is not None:
-        result.encoding["geosr_checkpoint"] = StoreGroup(checkpoint, [o.encoding["geosr_checkpoint"] for o in outs])
     return result
 
 
@@ -370,7 +371,7 @@ def quality_layers(output, source, guide, **settings):
     from dask.base import tokenize
 
     from . import flatmask, provenance, quality, tiling
-
+    from .fingerprint import sources_of
     from .inputs import source_band
 
     if "band" in output.dims:  # a written output opened again: raw values, nodata as stored
@@ -427,6 +428,10 @@ def quality_layers(output, source, guide, **settings):
     q.attrs["long_name"] = names
     q.attrs["geosr_quality"] = quality.GUIDE + ("; " + quality.SPREAD_GUIDE if len(names) > 3 else "")
     q.attrs.update(provenance.software())
+    # Every file the layers are computed from, the output's own included: writing them may replace none.
+    guides = list(guide) if isinstance(guide, (list, tuple)) else [guide]
+    q.encoding["geosr_inputs"] = tuple(dict.fromkeys(
+        [*output.encoding.get("geosr_inputs", ()), *(n for a in [output, source, *guides] for n in sources_of(a)[0])]))
     return q
 
 
@@ -464,8 +469,7 @@ def _coregister(source, guide, scale, band, guide_bands, src_nodata, guide_nodat
 
     from . import grid, inputs
 
-    src = inputs.source_band(source, band, src_nodata)
-    src_box = grid.geobox_of(source, "source")
+    src_box = grid.geobox_of(inputs.as_bands(source, "source"), "source")
     hr_box = grid.output_grid(src_box, scale)
     guides = [guide] if not isinstance(guide, (list, tuple)) else list(guide)
     if not guides:
@@ -473,22 +477,24 @@ def _coregister(source, guide, scale, band, guide_bands, src_nodata, guide_nodat
     if guide_bands is not None and len(guides) > 1:
         raise InputError("guide_bands (--guide-bands) selects bands of a single guide; with several guides, "
                          "each one's bands are all used (select them before passing, e.g. guide.sel(band=[1, 2]))")
-    prepared = []
-    for i, g in enumerate(guides):
-        role = "guide" if len(guides) == 1 else f"guide {i + 1}"
-        g_box = grid.geobox_of(g, role)
+    roles = ["guide"] if len(guides) == 1 else [f"guide {i + 1}" for i in range(len(guides))]
+    boxes = [grid.geobox_of(g, role) for g, role in zip(guides, roles)]
+    for g_box, role in zip(boxes, roles):  # where and how fine, before anything about bands: swapped inputs
         grid.check_overlap(src_box, g_box, role)
-        bands = guide_bands if len(guides) == 1 else None
-        prepared.append((inputs.guide_stack(g, bands, guide_nodata), g_box))
+        grid.check_finer(g_box, src_box, role)
+    src = inputs.source_band(source, band, src_nodata)
+    prepared = [(inputs.guide_stack(g, guide_bands if len(guides) == 1 else None, guide_nodata), g_box)
+                for g, g_box in zip(guides, boxes)]
     stacked = [grid.guide_onto(g, g_box, hr_box, resampling) for g, g_box in prepared]
-    if not bool(np.isfinite(src).any()):
+    valid = inputs.valid_map(source, band, src_nodata)  # a coarse map of a large source: no whole read
+    if not valid[0].any():
         raise InputError("the source has no valid pixel: every value is nodata, NaN or masked. Check the band "
                          "(band=, --band) and, if the file's nodata value is wrong, override it "
                          "(src_nodata=, --src-nodata).")
 
     alignment = align if isinstance(align, Alignment) else None
     if alignment is None and align != "none":
-        alignment = _estimate_alignment(src, stacked, scale, align)
+        alignment = _estimate_alignment(source, band, src_nodata, valid, stacked, scale, align)
     if alignment is not None:
         stacked = [grid.guide_onto(g, g_box, hr_box, resampling, displacement=alignment.matrix)
                    for g, g_box in prepared]
@@ -504,15 +510,20 @@ def _coregister(source, guide, scale, band, guide_bands, src_nodata, guide_nodat
     return src, hr_box, guides, lr, hr_guide, alignment
 
 
-def _estimate_alignment(src, stacked, scale, kind):
-    """The guide's displacement, estimated on a window at the centre of the source's valid area."""
-    from .align import MAX_SIDE, window_of
+def _estimate_alignment(source, band, src_nodata, valid, stacked, scale, kind):
+    """The guide's displacement, estimated on a window at the centre of the source's valid area
+    (``valid``: :func:`geosr.inputs.valid_map`); only that window of source and guide is read."""
+    import dask
 
-    lr = np.asarray(src.values, np.float64)
-    y0, x0, h, w = window_of(np.isfinite(lr), MAX_SIDE // scale)
+    from .align import MAX_SIDE, window_of
+    from .inputs import as_bands, source_band
+
+    y0, x0, h, w = window_of(valid[0], MAX_SIDE // scale, valid[1], valid[2])
+    da = as_bands(source, "source")
+    window = source_band(da.isel({da.dims[1]: slice(y0, y0 + h), da.dims[2]: slice(x0, x0 + w)}), band, src_nodata)
     rows, cols = slice(y0 * scale, (y0 + h) * scale), slice(x0 * scale, (x0 + w) * scale)
-    guide = np.concatenate([np.asarray(g.data[:, rows, cols]) for g in stacked], axis=0)
-    found = estimate_or_skip(lr[y0:y0 + h, x0:x0 + w], guide, scale, kind)
+    lr, *guides = dask.compute(window.data, *[g.data[:, rows, cols] for g in stacked])
+    found = estimate_or_skip(np.asarray(lr, np.float64), np.concatenate([np.asarray(g) for g in guides]), scale, kind)
     return None if found is None else found.moved(x0 * scale, y0 * scale)
 
 
@@ -523,6 +534,26 @@ def _compute_now(delayed, client):
     if client is None:
         return delayed.compute()
     return client.compute(delayed, optimize_graph=False).result()  # optimising can drop resource annotations
+
+
+def _overlap_for_feather(shape, scale, tile_size, overlap, feather):
+    """The tiles' halo in source pixels: ``overlap``, or by default ``ceil(32 / scale)`` widened until every
+    pixel a tile contributes sees the guide's gaps within ``feather`` of it, so its fallback ramp is the
+    raster's own (a tile's outer half halo has weight 0; :mod:`geosr.tiling`)."""
+    from .tiling import split
+
+    feather = max(2 * scale, MIN_FEATHER) if feather is None else float(feather)
+    need = math.ceil(2 * math.ceil(feather) / scale)  # then half the HR halo, overlap * scale // 2, >= feather
+    if overlap is None:
+        return max(math.ceil(32 / scale), need)
+    overlap = _positive_int(overlap, "overlap", low=0)
+    several = any(len(split(n, tile_size, 2 * overlap)) > 1 for n in shape)
+    if several and overlap < need:
+        raise InputError(f"a feather of {feather:g} output pixels needs tiles with a halo of at least {need} source "
+                         f"pixels (overlap, --overlap), got {overlap}: a tile would not see every gap in the guide "
+                         "its fallback ramp must reach, and its seams would differ from the rest. Raise the overlap or "
+                         "lower the feather.")
+    return overlap
 
 
 def _positive_int(v, name, low=1):
@@ -539,6 +570,8 @@ def _fit_tile(source, guide, model=None, *, scale, method, exact, feather, psf, 
         method, options, model = "bicubic", {}, None
     if model is not None:
         options = {**options, "model": model}
-    with _FIT_LOCK:
+    from .cluster import fit_slot
+
+    with fit_slot():
         return superresolve_array(source, guide, scale, method, exact=exact, feather=feather, align="none", psf=psf,
                                   **{"progress": False, **options})

@@ -1,27 +1,53 @@
-"""Resumable runs: finished tiles (and a scene model) kept in a folder beside the output.
+"""Resumable runs: finished tiles (and a scene model) kept in a folder, for a run that dies at 90%.
 
-A run that dies at 90% must not start again from zero. Every fitted tile is saved (as
-float32, the output's type) the moment it is done; a resumed run loads those and fits only
-the rest, so its output is bitwise identical to an uninterrupted run on the same device.
+Every fitted tile is saved (as float32, the output's type) the moment it is done; a resumed
+run loads those and fits only the rest, so its output is bitwise identical to an
+uninterrupted run on the same device.
 
-The folder is keyed by the run's parameters and SHA-256 checksums of the input files:
-resuming after either changed is refused, naming what changed. It is removed once the
-output is written.
+A checkpoint folder is geosr's only where it holds the marker file :data:`MARKER`, and geosr
+removes nothing else:
+
+- a folder that exists, holds files and has no marker is refused, never emptied;
+- removing a checkpoint deletes the marker, the tiles, the scene model and geosr's own
+  temporary files, then the folder if that left it empty. Anything else in it stays.
+
+The folder is opened by the first task of the run, when the graph computes, not when it is
+built: building the same call twice, or again after a successful write, changes nothing on
+disk. The marker records the run's parameters, its inputs' fingerprints
+(:mod:`geosr.fingerprint`) and the process that made it. The same run in the same process
+continues from it (a notebook cell run again after an interrupt); a checkpoint left by
+another process (a run that crashed) is reused only with ``resume=True`` and only if
+parameters and inputs match; ``overwrite=True`` discards it. A folder of several runs
+(bands of a multi-band source, slices of a time stack) is a group: it carries its own
+marker and holds one checkpoint per run in a sub-folder.
+
+Nothing in a checkpoint is unpickled: tiles are ``.npy`` files and the scene model an
+``.npz`` file of arrays with its settings as JSON text, both read with ``allow_pickle=False``,
+so a folder from someone else cannot run code.
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import pickle
-import shutil
+import re
+import threading
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import InputError
+from .files import atomic_write
 
-RUN_FILE = "run.json"
+MARKER = "geosr-checkpoint.json"
+FORMAT = "geosr-checkpoint"
+FORMAT_VERSION = 1
+MODEL_FILE = "scene-model.npz"
+TILE_GLOB = "tile-*-*.npy"
+_TMP_PREFIX = ".geosr-tmp-"  # files.atomic_write's temporary files
+# The run that made a checkpoint: this process (a uuid, so pids reused across hosts cannot collide).
+SESSION = uuid.uuid4().hex
+_open_lock = threading.Lock()
 
 
 def folder_for(output) -> Path:
@@ -30,65 +56,118 @@ def folder_for(output) -> Path:
     return output.with_name(output.name + ".geosr-resume")
 
 
-def file_checksums(names) -> dict[str, str]:
-    """SHA-256 of every file GDAL reads for each dataset name (a VRT's sources, sidecars included)."""
-    import rasterio
+@dataclass(frozen=True)
+class Location:
+    """A checkpoint folder and the group folders it sits in (outermost first)."""
 
-    out = {}
-    for name in names:
-        try:
-            with rasterio.open(name) as ds:
-                files = ds.files or [name]
-        except rasterio.errors.RasterioIOError:
-            files = [name]
-        for f in files:
-            if os.path.isfile(f):
-                out[str(Path(f).resolve())] = _sha256(f)
-    return out
+    folder: Path
+    groups: tuple[Path, ...] = ()
+
+    @classmethod
+    def of(cls, checkpoint) -> "Location":
+        return checkpoint if isinstance(checkpoint, Location) else cls(Path(checkpoint))
+
+    def child(self, name: str) -> "Location":
+        """The checkpoint of one run of a group (a band, a time step) in a sub-folder of this one."""
+        return Location(self.folder / name, (*self.groups, self.folder))
 
 
-def _sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
+def read_marker(folder: Path) -> dict | None:
+    """The marker of a geosr checkpoint folder; None when there is none. A folder that exists with files
+    but no marker, or a marker geosr cannot read, is refused here."""
+    folder = Path(folder)
+    if not folder.exists():
+        return None
+    if not folder.is_dir():
+        raise InputError(f"the checkpoint folder {folder} is a file; give a folder (or no checkpoint)")
+    marker = folder / MARKER
+    if not marker.exists():
+        if any(folder.iterdir()):
+            old = " It looks like a checkpoint of an older geosr, which this version cannot resume." \
+                if (folder / "run.json").exists() else ""
+            raise InputError(f"the checkpoint folder {folder} holds files but is not a geosr checkpoint (it has "
+                             f"no {MARKER}).{old} geosr never deletes what it did not write: choose another "
+                             "checkpoint folder (or output name), or empty this one yourself.")
+        return None
+    try:
+        saved = json.loads(marker.read_text())
+    except (OSError, ValueError) as e:
+        raise InputError(f"cannot read the checkpoint marker {marker} ({e}); remove the folder {folder} "
+                         "yourself if it is not needed") from None
+    if not isinstance(saved, dict) or saved.get("format") != FORMAT or saved.get("version") != FORMAT_VERSION:
+        raise InputError(f"{marker} is not a checkpoint this geosr version can use; choose another checkpoint "
+                         f"folder, or remove {folder} yourself if it is not needed")
+    return saved
+
+
+def _ensure_group(folder: Path) -> None:
+    saved = read_marker(folder)
+    if saved is None:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write(folder / MARKER, json.dumps({"format": FORMAT, "version": FORMAT_VERSION,
+                                                  "kind": "group"}).encode())
+    elif saved.get("kind") != "group":
+        raise InputError(f"{folder} is the checkpoint of a single run, not of several (bands or slices); "
+                         "choose another checkpoint folder")
 
 
 class TileStore:
-    """The checkpoint folder of one run. Picklable: dask workers save tiles into it directly."""
+    """The checkpoint of one run. Picklable: dask workers save tiles into it directly.
 
-    def __init__(self, folder, run: dict):
-        self.folder = Path(folder)
-        self.run = run
+    Built on the client with the run's description; :meth:`open` (the graph's checkpoint task)
+    checks and creates the folder when the run computes.
+    """
 
-    @classmethod
-    def open(cls, folder, run: dict, resume: bool = False, overwrite: bool = False) -> "TileStore":
-        """Start a checkpoint for ``run`` (parameters and input checksums), or resume one.
+    def __init__(self, checkpoint, run: dict, resume: bool = False, overwrite: bool = False):
+        self.location = Location.of(checkpoint)
+        self.folder = self.location.folder
+        self.run = json.loads(json.dumps(run, sort_keys=True, default=str))
+        self.resume, self.overwrite, self.session = bool(resume), bool(overwrite), SESSION
 
-        An existing checkpoint is reused only with ``resume`` and only if ``run`` matches;
-        ``overwrite`` discards it. Otherwise it is left alone and the error says what to do.
-        """
-        folder = Path(folder)
-        run = json.loads(json.dumps(run, sort_keys=True, default=str))
-        previous = folder / RUN_FILE
-        if previous.exists() and not overwrite:
-            saved = json.loads(previous.read_text())
-            done = cls(folder, saved).tiles_done()
-            if not resume:
-                raise InputError(f"an interrupted run left {done} finished tile(s) in {folder}. Pass --resume "
-                                 "(resume=True) to continue it, or --overwrite (overwrite=True) to start over.")
-            changed = _differences(saved, run)
-            if changed:
-                raise InputError(f"cannot resume from {folder}: {'; '.join(changed)} since the interrupted run. "
-                                 "Resuming would mix two different results. Pass --overwrite (overwrite=True) "
-                                 "to start over, or restore the original inputs and options.")
-            return cls(folder, run)
-        if folder.exists():
-            shutil.rmtree(folder)
-        folder.mkdir(parents=True)
-        _atomic_write(previous, json.dumps(run, indent=1, sort_keys=True).encode())
-        return cls(folder, run)
+    def reusable(self) -> bool:
+        """Whether :meth:`open` would keep what the folder holds (read-only; no error: open says why not).
+
+        Lets the graph load finished tiles without reading their inputs."""
+        try:
+            saved = read_marker(self.folder)
+        except InputError:
+            return False
+        if saved is None or saved.get("kind") != "run" or self.overwrite or saved.get("run") != self.run:
+            return False
+        return self.resume or saved.get("session") == self.session
+
+    def open(self) -> "TileStore":
+        """Check the folder against this run and create it, or take over a matching one. Returns self."""
+        with _open_lock:
+            for group in self.location.groups:
+                _ensure_group(group)
+            saved = read_marker(self.folder)
+            if saved is not None and saved.get("kind") != "run":
+                raise InputError(f"{self.folder} is a checkpoint of several runs (bands or slices), not of one; "
+                                 "choose another checkpoint folder")
+            if saved is None:
+                self.folder.mkdir(parents=True, exist_ok=True)
+            elif saved.get("session") == self.session and saved.get("run") == self.run:
+                return self  # made by this process for this run: its tiles are this run's
+            elif self.overwrite:
+                self._remove_own_files(keep_marker=False)
+            else:
+                self._check_resumable(saved)
+            atomic_write(self.folder / MARKER, json.dumps(
+                {"format": FORMAT, "version": FORMAT_VERSION, "kind": "run", "session": self.session,
+                 "run": self.run}, indent=1, sort_keys=True).encode())
+        return self
+
+    def _check_resumable(self, saved: dict) -> None:
+        done = f"{self.tiles_done()} finished tile(s)" + (" and a trained scene model" if self.has_model() else "")
+        if not self.resume:
+            raise InputError(f"an earlier run left {done} in {self.folder}. Pass --resume (resume=True) to "
+                             "continue it, or --overwrite (overwrite=True) to start over.")
+        changed = _differences(saved.get("run", {}), self.run)
+        if changed:
+            raise InputError(f"cannot resume from {self.folder}: {'; '.join(changed)} since the interrupted run. "
+                             "Resuming would mix two different results. Pass --overwrite (overwrite=True) "
+                             "to start over, or restore the original inputs and options.")
 
     def _tile(self, i, j) -> Path:
         return self.folder / f"tile-{i}-{j}.npy"
@@ -96,64 +175,163 @@ class TileStore:
     def has_tile(self, i, j) -> bool:
         return self._tile(i, j).exists()
 
-    def load_tile(self, i, j) -> np.ndarray:
-        return np.load(self._tile(i, j))
+    def load_tile(self, i, j, shape) -> np.ndarray:
+        """A saved tile, checked to be a float32 array of ``shape`` (a folder may hold anything)."""
+        path = self._tile(i, j)
+        try:
+            tile = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise InputError(f"cannot read the checkpoint tile {path} ({e}); pass --overwrite (overwrite=True) "
+                             "to start over") from None
+        if tile.dtype != np.float32 or tile.shape != tuple(shape):
+            raise InputError(f"the checkpoint tile {path} holds {tile.dtype} {tile.shape}, not float32 "
+                             f"{tuple(shape)}: it is not from this run. Pass --overwrite (overwrite=True) to start "
+                             "over.")
+        return tile
 
     def save_tile(self, i, j, array) -> None:
-        path = self._tile(i, j)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-        with open(tmp, "wb") as f:
-            np.save(f, np.asarray(array))
-        os.replace(tmp, path)
+        def write(f):
+            np.save(f, np.asarray(array, np.float32), allow_pickle=False)
+
+        atomic_write(self._tile(i, j), write)
+
+    def tiles(self) -> set[tuple[int, int]]:
+        """(row, column) of every tile saved here."""
+        if not self.folder.is_dir():
+            return set()
+        found = (re.fullmatch(r"tile-(\d+)-(\d+)\.npy", p.name) for p in self.folder.glob(TILE_GLOB))
+        return {(int(m[1]), int(m[2])) for m in found if m}
 
     def tiles_done(self) -> int:
-        return len(list(self.folder.glob("tile-*.npy")))
+        return len(self.tiles())
 
     @property
     def _model(self) -> Path:
-        return self.folder / "scene-model.pickle"
+        return self.folder / MODEL_FILE
 
     def has_model(self) -> bool:
         return self._model.exists()
 
     def load_model(self):
-        with open(self._model, "rb") as f:
-            return pickle.load(f)
+        from .scene import SceneModel
+
+        try:
+            with np.load(self._model, allow_pickle=False) as f:
+                arrays = {k: f[k] for k in f.files}
+            return SceneModel.from_arrays(arrays)
+        except (OSError, ValueError, KeyError) as e:
+            raise InputError(f"cannot read the scene model {self._model} ({e}); pass --overwrite "
+                             "(overwrite=True) to train it again") from None
 
     def save_model(self, model) -> None:
-        _atomic_write(self._model, pickle.dumps(model))
+        arrays = model.to_arrays()
+
+        def write(f):
+            np.savez(f, **arrays)
+
+        atomic_write(self._model, write)
 
     def holds_work(self) -> bool:
         """True once a tile or a scene model has been saved: something worth resuming from."""
         return self.has_model() or self.tiles_done() > 0
 
-    def remove(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-
-class StoreGroup:
-    """The checkpoints of a multi-band run (one folder per band under ``folder``), seen as one."""
-
-    def __init__(self, folder, stores):
-        self.folder, self.stores = Path(folder), list(stores)
-
-    def tiles_done(self) -> int:
-        return sum(s.tiles_done() for s in self.stores)
-
-    def has_model(self) -> bool:
-        return any(s.has_model() for s in self.stores)
-
-    def holds_work(self) -> bool:
-        return any(s.holds_work() for s in self.stores)
+    def _remove_own_files(self, keep_marker: bool) -> None:
+        own = [*self.folder.glob(TILE_GLOB), self._model, *self.folder.glob(_TMP_PREFIX + "*")]
+        for p in own + ([] if keep_marker else [self.folder / MARKER]):
+            p.unlink(missing_ok=True)
 
     def remove(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
+        """Delete what geosr wrote here, the folder if that empties it, and emptied group folders around it."""
+        remove(self.folder)
+        for group in reversed(self.location.groups):
+            remove(group, members=False)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+def remove(folder, members: bool = True) -> None:
+    """Delete a geosr checkpoint's own files (and, for a group, its members' when ``members``), then the
+    folder if that left it empty. A folder without geosr's marker is left as it is."""
+    folder = Path(folder)
+    try:
+        saved = read_marker(folder)
+    except InputError:
+        return
+    if saved is None:
+        return
+    if saved.get("kind") == "group":
+        subs = [p for p in folder.iterdir() if (p / MARKER).exists()]
+        if subs and not members:
+            return  # other runs of the group are still there
+        for p in subs:
+            remove(p)
+    else:
+        for p in [*folder.glob(TILE_GLOB), folder / MODEL_FILE, *folder.glob(_TMP_PREFIX + "*")]:
+            p.unlink(missing_ok=True)
+    (folder / MARKER).unlink(missing_ok=True)
+    try:
+        folder.rmdir()
+    except OSError:  # something that is not geosr's is in it: it stays, and so does the folder
+        pass
+
+
+def holds_work(folder) -> bool:
+    """Whether a checkpoint folder (a run's or a group's) holds a finished tile or a scene model."""
+    folder = Path(folder)
+    try:
+        saved = read_marker(folder)
+    except InputError:
+        return False
+    if saved is None:
+        return False
+    if saved.get("kind") == "group":
+        return any(holds_work(p) for p in folder.iterdir() if p.is_dir())
+    return (folder / MODEL_FILE).exists() or any(folder.glob(TILE_GLOB))
+
+
+def stores_of(array) -> list[TileStore]:
+    """The checkpoints a (lazy) result computes through: those of the tiles its values need.
+
+    Found in the dask graph, culled to the array's own keys, so writing one slice of a time
+    stack finds that slice's checkpoint only."""
+    import dask
+    from dask.core import flatten
+    from dask.optimization import cull
+
+    data = getattr(array, "data", array)
+    if not dask.is_dask_collection(data):
+        return []
+    graph = data.__dask_graph__()
+    if not any(str(name).startswith(OPEN_LAYER) for name in graph.layers):
+        return []
+    # Task by task: the high-level graph's cull kept every band's layers after a selection.
+    needed, _ = cull(dict(graph), list(flatten(data.__dask_keys__())))
+    stores = [_store_in(task) for key, task in needed.items() if str(key).startswith(OPEN_LAYER)]
+    return sorted((s for s in stores if s is not None), key=lambda s: str(s.folder))
+
+
+OPEN_LAYER = "geosr-checkpoint-"
+
+
+def open_task(store: TileStore, token: str):
+    """The graph task that opens ``store`` when the run computes; fits and training depend on it."""
+    import dask
+
+    return dask.delayed(_open, pure=True)(store, dask_key_name=f"{OPEN_LAYER}{token}")
+
+
+def _open(store: TileStore) -> TileStore:
+    return store.open()
+
+
+def _store_in(task):
+    """The TileStore argument of an open task, whichever form dask gives the task."""
+    args = getattr(task, "args", None)
+    if args is None and isinstance(task, tuple):
+        args = task[1:]
+    for a in args or ():
+        value = getattr(a, "value", a)
+        if isinstance(value, TileStore):
+            return value
+    return None
 
 
 def _differences(saved: dict, run: dict) -> list[str]:
@@ -163,8 +341,18 @@ def _differences(saved: dict, run: dict) -> list[str]:
         if old_inputs.get(name) != new_inputs.get(name):
             out.append(f"the input {name} changed" if name in old_inputs and name in new_inputs
                        else f"the input {name} was {'added' if name in new_inputs else 'removed'}")
-    old, new = saved.get("parameters", {}), run.get("parameters", {})
+    old, new = _flat(saved.get("parameters", {})), _flat(run.get("parameters", {}))
     for k in sorted(set(old) | set(new)):
         if old.get(k) != new.get(k):
             out.append(f"{k} was {old.get(k)!r}, now {new.get(k)!r}")
+    return out
+
+
+def _flat(parameters: dict) -> dict:
+    """The run's parameters with the method options (JSON in ``geosr_options``) as entries of their own."""
+    out = {k.removeprefix("geosr_"): v for k, v in parameters.items() if k != "geosr_options"}
+    try:
+        out.update(json.loads(parameters.get("geosr_options") or "{}"))
+    except ValueError:
+        out["options"] = parameters.get("geosr_options")
     return out

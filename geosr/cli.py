@@ -174,6 +174,14 @@ def upsample(source, guide, scale, output, method, preset, mode, epochs, batch_s
     """
     from .errors import InputError
 
+    try:
+        _check_applicable(click.get_current_context(), method, mode)
+        if device is not None and method in LEARNED:  # before a cluster starts for nothing
+            from .fit import resolve_device
+
+            resolve_device(device)
+    except InputError as e:
+        raise click.ClickException(str(e)) from None
     if output is None:
         output = Path(f"{Path(source.rstrip('/')).stem}_x{scale}.tif")
     options = {}
@@ -200,9 +208,52 @@ def upsample(source, guide, scale, output, method, preset, mode, epochs, batch_s
                     _close(client)
         except InputError as e:
             raise click.ClickException(str(e)) from None
+        except MemoryError:
+            raise click.ClickException("out of memory: use smaller tiles (--tile-size), fewer --workers, or a machine "
+                                       "with more memory") from None
+        except OSError as e:  # a file system or GDAL error: a path, free space or permissions
+            raise click.ClickException(f"{e}. Check the paths, the free space and the permissions.") from None
     if not quiet:
         click.echo(f"wrote {output} ({result.shape[0]} x {result.shape[1]} px, {method}) in "
                    f"{time.perf_counter() - t:.0f} s", err=True)
+
+
+LEARNED = ("mmsr", "cmsr")
+# Options that only some methods use: option -> (methods, why not elsewhere).
+APPLIES_TO = {
+    "preset": (("mmsr",), "presets are MMSR networks"),
+    "mode": (("mmsr",), "other methods always run tile by tile"),
+    "batch_size": (("mmsr",), "it sets MMSR's scene training"),
+    "amp": (("mmsr",), "it sets MMSR's network precision"),
+    "epochs": (LEARNED, "only learned methods optimise"),
+    "seed": (LEARNED, "the method gives the same output for any seed"),
+    "device": (LEARNED, "the method runs on the CPU"),
+    "ensemble": (LEARNED, "the method gives the same output for any seed"),
+    "align": (("mmsr", "cmsr", "guided"), "bicubic does not use the guide"),
+    "flat_mask": (("mmsr", "cmsr", "guided"), "bicubic does not use the guide"),
+    "resampling": (("mmsr", "cmsr", "guided"), "bicubic does not use the guide"),
+    "guide_bands": (("mmsr", "cmsr", "guided"), "bicubic does not use the guide"),
+}
+
+
+def _check_applicable(ctx, method, mode):
+    """Refuse options given on the command line that the chosen method or mode would ignore."""
+    from click.core import ParameterSource
+
+    from .errors import InputError
+
+    def given(name):
+        return ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+
+    flag = {p.name: p.opts[-1] for p in ctx.command.params if p.opts}
+    unused = [(flag[name], why) for name, (methods, why) in APPLIES_TO.items() if given(name) and method not in methods]
+    if unused:
+        one_reason = len({why for _, why in unused}) == 1
+        names = ", ".join(f if one_reason else f"{f} ({why})" for f, why in unused)
+        raise InputError(f"{names} {'does' if len(unused) == 1 else 'do'} not apply to --method {method}"
+                         f"{f' ({unused[0][1]})' if one_reason else ''}; leave {'it' if len(unused) == 1 else 'them'} out")
+    if given("batch_size") and mode == "tile":
+        raise InputError("--batch-size sets scene training; it does not apply to --mode tile")
 
 
 def _close(client):
@@ -215,10 +266,10 @@ def _close(client):
 def _run(source, guides, scale, output, method, band, guide_bands, src_nodata, dst_nodata, resampling, bounds,
          tile_size, overlap, exact, cog, creation_options, overwrite, resume, client, quiet, options, quality=None,
          ensemble=None):
-    import shutil
-
     from .api import check_ensemble, quality_layers, superresolve
-    from .checkpoint import folder_for
+    from .checkpoint import folder_for, stores_of
+    from .checkpoint import holds_work as checkpoint_holds_work
+    from .checkpoint import remove as remove_checkpoint
     from .errors import InputError
     from .grid import crop_to_bounds
     from .io import check_output, open_raster, output_bytes, write
@@ -245,25 +296,24 @@ def _run(source, guides, scale, output, method, band, guide_bands, src_nodata, d
     if ensemble is not None:
         check_ensemble(method, ensemble)
     checkpoint = folder_for(output)
-    if overwrite and not resume:
-        shutil.rmtree(checkpoint, ignore_errors=True)
     if resume and not checkpoint.is_dir():
         raise InputError(f"--resume: there is no checkpoint of an interrupted run at {checkpoint}; "
                          "run without --resume")
     result = superresolve(src, gds if len(gds) > 1 else gds[0], scale, method, band=band, guide_bands=guide_bands,
                           src_nodata=src_nodata, dst_nodata=dst_nodata, resampling=resampling,
                           tile_size=tile_size, overlap=overlap, exact=exact, checkpoint=checkpoint, resume=resume,
-                          client=client, **options)
-    store = result.encoding["geosr_checkpoint"]
+                          overwrite=overwrite and not resume, client=client, **options)
     if resume and not quiet:
+        stores = stores_of(result)
         n = math.prod(len(c) for c in result.chunks)  # tiles, times bands
-        model = ", scene model trained" if store.has_model() else ""
-        click.echo(f"resuming from {checkpoint}: {store.tiles_done()} of {n} tiles already done{model}", err=True)
+        model = ", scene model trained" if any(s.has_model() for s in stores) else ""
+        click.echo(f"resuming from {checkpoint}: {sum(s.tiles_done() for s in stores)} of {n} tiles already "
+                   f"done{model}", err=True)
     try:
         write(result, output, cog=cog, overwrite=overwrite, progress=not quiet, client=client, **creation_options)
-    except Exception:
-        if not store.holds_work():  # nothing worth resuming from: leave no folder behind
-            store.remove()
+    except BaseException:
+        if not checkpoint_holds_work(checkpoint):  # nothing worth resuming from: leave no folder behind
+            remove_checkpoint(checkpoint)
         raise
     if quality is not None:  # from the written output: only bicubic is computed again, no fit
         layers = quality_layers(open_raster(str(output)), src, gds if len(gds) > 1 else gds[0], src_nodata=src_nodata,
@@ -291,14 +341,14 @@ class _interruptible:
         def on_signal(signum, frame):
             remove_partial_files()
             _kill_children()
-            from .checkpoint import TileStore, folder_for
+            from .checkpoint import folder_for, holds_work, remove
 
-            kept = TileStore(folder_for(self.output), {})
+            kept = folder_for(self.output)
             hint = ""
-            if kept.folder.is_dir() and kept.holds_work():
-                hint = f"; finished work is kept in {kept.folder}: run the same command with --resume to continue"
+            if holds_work(kept):
+                hint = f"; finished work is kept in {kept}: run the same command with --resume to continue"
             else:
-                kept.remove()
+                remove(kept)  # geosr's own files only, and the folder if that empties it
             click.echo(f"\ninterrupted: nothing written to {self.output}{hint}", err=True)
             sys.stdout.flush()
             sys.stderr.flush()

@@ -9,8 +9,12 @@ warp and write.
 """
 from __future__ import annotations
 
+import threading
+
 SCHEDULERS = ("threads", "processes", "distributed")
 _memory_tuned = False
+_slots: dict[int, threading.Semaphore] = {}
+_slots_lock = threading.Lock()
 
 
 def current_client(client=None):
@@ -130,3 +134,37 @@ def reuse_freed_memory() -> bool:
     m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's malloc.h
     # 32 MiB: glibc's largest mmap threshold on 64-bit; mallopt returns 1 on success.
     return mallopt(m_mmap_threshold, 32 << 20) == 1 and mallopt(m_trim_threshold, 64 << 20) == 1
+
+
+def task_threads() -> int:
+    """How many tasks this process runs at once: its dask worker's threads, else dask's thread pool."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+        return int(getattr(getattr(worker, "state", None), "nthreads", None) or worker.nthreads)
+    except (ImportError, ValueError):
+        import dask
+        from dask.system import CPU_COUNT
+
+        return int(dask.config.get("num_workers", None) or CPU_COUNT)
+
+
+def fit_slot() -> threading.Semaphore:
+    """Hold one while fitting: at most (task threads // torch threads) fits run at once in a process.
+
+    A fit already spreads over torch's threads, so more fits than that would oversubscribe the
+    cores. On dask's threaded scheduler torch uses every core: one fit at a time, with reading
+    and writing going on beside it. In a dask worker torch runs on one thread (the nanny sets
+    OMP_NUM_THREADS=1), so a worker with four threads fits four tiles at once.
+    """
+    n = fit_slots()
+    with _slots_lock:
+        return _slots.setdefault(n, threading.Semaphore(n))
+
+
+def fit_slots() -> int:
+    """How many fits may run at once in this process (see :func:`fit_slot`)."""
+    import torch
+
+    return max(1, task_threads() // max(1, torch.get_num_threads()))

@@ -11,12 +11,26 @@ import torch
 
 
 def resolve_device(device=None) -> torch.device:
-    """None picks CUDA when available, else the CPU."""
+    """None picks CUDA when available, else the CPU. A device this machine does not have is an
+    :class:`~geosr.errors.InputError` that names the ones it has."""
+    from .errors import InputError
+
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was asked for but CUDA is not available here; use device='cpu' or None.")
+    here = "cpu" + (f", cuda (cuda:0..cuda:{torch.cuda.device_count() - 1})" if torch.cuda.is_available() else "") \
+        + (", mps" if torch.backends.mps.is_available() else "")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise InputError(f"unknown device {device!r}; this machine has: {here} (--device, device=; "
+                         "leave it out to use CUDA when available, else the CPU)") from None
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not available.get(dev.type, False):
+        raise InputError(f"device {device!r} was asked for but this machine has no {dev.type.upper()} device "
+                         f"torch can use; it has: {here}. Use --device cpu (device='cpu'), or leave it out.")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise InputError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                         f"cuda:0..cuda:{torch.cuda.device_count() - 1}")
     return dev
 
 

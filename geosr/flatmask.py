@@ -48,7 +48,8 @@ HINT = ("give a slope threshold in degrees (e.g. 2), a raster (nonzero = flat) o
 class FlatMask:
     """A checked flat mask. ``kind``: "slope", "raster" or "geometry"; ``value``: the threshold
     (degrees), the DataArray, or the odc.geo Geometry. ``description`` is the output's
-    ``geosr_flat_mask`` attribute; ``checksums`` key a checkpoint by the mask's content."""
+    ``geosr_flat_mask`` attribute; ``checksums`` (:mod:`geosr.fingerprint`'s form) key a checkpoint by
+    the mask's content."""
 
     kind: str
     value: object
@@ -74,13 +75,13 @@ def resolve(spec) -> FlatMask | None:
     if isinstance(spec, xr.DataArray):
         from dask.base import tokenize
 
-        return FlatMask("raster", spec, "in-memory raster", {"in-memory flat mask": tokenize(spec.data)})
+        return FlatMask("raster", spec, "in-memory raster", {"in-memory flat mask": {"dask_token": tokenize(spec.data)}})
     geometry = _geometry_of(spec)
     if geometry is not None:
         from dask.base import tokenize
 
-        return FlatMask("geometry", geometry, "geometry", {"flat mask geometry": tokenize(
-            geometry.geom.wkb, None if geometry.crs is None else geometry.crs.to_wkt())})
+        return FlatMask("geometry", geometry, "geometry", {"flat mask geometry": {"dask_token": tokenize(
+            geometry.geom.wkb, None if geometry.crs is None else geometry.crs.to_wkt())}})
     if isinstance(spec, np.ndarray):
         raise InputError("a flat mask given as an array has no map position: for a georeferenced source give a "
                          f"DataArray with a CRS, or {HINT}. Plain arrays go to geosr.superresolve_array.")
@@ -107,7 +108,7 @@ def _number(x: float) -> str:
 
 
 def _from_path(name: str) -> FlatMask:
-    from .checkpoint import _sha256, file_checksums
+    from .fingerprint import fingerprints, sha256
     from .io import open_raster
 
     local = "://" not in name and not name.startswith("/vsi")
@@ -115,9 +116,10 @@ def _from_path(name: str) -> FlatMask:
         raise InputError(f"the flat mask {name} does not exist: {HINT}")
     where = str(Path(name).resolve()) if local else name
     if name.lower().endswith(GEOJSON_SUFFIXES):
-        return FlatMask("geometry", read_geojson(name), f"geojson {where}", {where: _sha256(name)})
+        return FlatMask("geometry", read_geojson(name), f"geojson {where}",
+                        {where: {"sha256": sha256(name)}} if local else fingerprints([name]))
     raster = open_raster(name, "flat mask")
-    return FlatMask("raster", raster, f"raster {where}", file_checksums([name]))
+    return FlatMask("raster", raster, f"raster {where}", fingerprints([name]))
 
 
 def read_geojson(path):

@@ -91,6 +91,17 @@ def check_overlap(source: GeoBox, other: GeoBox, role: str) -> None:
             "Check that both rasters show the same place and that their CRS are set correctly.")
 
 
+def check_finer(guide: GeoBox, source: GeoBox, role: str = "guide") -> None:
+    """Refuse a guide whose pixels are not finer than the source's: it has no detail to add, and most
+    often the two arguments were given the wrong way round."""
+    g, s = pixel_size(guide, source.crs), pixel_size(source)
+    if g * _COARSER_TOLERANCE > s:
+        raise InputError(
+            f"the {role}'s pixels (about {g:.4g} {_units(source)}) are not finer than the source's ({s:.4g}): a guide "
+            "must be sharper than the raster it sharpens. Were SOURCE and GUIDE swapped? The source comes first: "
+            "geosr upsample SOURCE GUIDE (geosr.superresolve(source, guide)).")
+
+
 def _bounds(geom) -> str:
     x0, y0, x1, y1 = geom.boundingbox
     return f"x {x0:.6g}..{x1:.6g}, y {y0:.6g}..{y1:.6g}"

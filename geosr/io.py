@@ -16,6 +16,7 @@ import numpy as np
 import xarray as xr
 
 from .errors import InputError
+from .files import durable_replace, made_by_dead_process, unique_suffix
 
 # GeoTIFF defaults: float32, 512 x 512 tiles, DEFLATE with the floating-point predictor.
 GTIFF_OPTIONS = {"TILED": "YES", "BLOCKXSIZE": "512", "BLOCKYSIZE": "512", "COMPRESS": "DEFLATE",
@@ -88,7 +89,7 @@ def check_output(path, inputs=(), overwrite: bool = False, nbytes: int = 0) -> P
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise InputError(f"the output folder {folder} does not exist; create it first or choose another -o")
-    probe = folder / f".geosr-write-test-{os.getpid()}"
+    probe = folder / f".geosr-write-test-{unique_suffix()}"
     try:
         probe.touch()
         probe.unlink()
@@ -134,9 +135,10 @@ def write(da: xr.DataArray, path, cog: bool = False, overwrite: bool = False, pr
 
     ``client``: a dask.distributed Client (default: the current one, else local threads). Workers then write their blocks under a
     distributed lock, so the output's folder must be reachable from every worker.
-    A checkpoint folder of the run (``superresolve(checkpoint=...)``) is removed once the
-    output is in place.
+    The checkpoints the written values came from (``superresolve(checkpoint=...)``) lose
+    geosr's files once the output is in place (:func:`geosr.checkpoint.stores_of`).
     """
+    from .checkpoint import stores_of
     from .cluster import current_client
 
     if not (da.ndim == 2 or (da.ndim == 3 and da.dims[0] == "band")):
@@ -145,8 +147,9 @@ def write(da: xr.DataArray, path, cog: bool = False, overwrite: bool = False, pr
     path = check_output(path, inputs, overwrite, output_bytes(da.shape, cog))
     options = {k.upper(): str(v) for k, v in creation_options.items()}
     _remove_stale_partials(path)
-    tmp = path.with_name(f".{path.name}.geosr-partial-{os.getpid()}.tif")
-    tmp_cog = path.with_name(f".{path.name}.geosr-partial-{os.getpid()}.cog.tif")
+    suffix = unique_suffix()
+    tmp = path.with_name(f".{path.name}.geosr-partial-{suffix}.tif")
+    tmp_cog = path.with_name(f".{path.name}.geosr-partial-{suffix}.cog.tif")
     PARTIAL_FILES.update((tmp, tmp_cog))
     try:
         gtiff = {**GTIFF_OPTIONS, **({} if cog else options)}
@@ -162,13 +165,12 @@ def write(da: xr.DataArray, path, cog: bool = False, overwrite: bool = False, pr
             import rasterio.shutil
 
             rasterio.shutil.copy(tmp, tmp_cog, driver="COG", **{**COG_OPTIONS, **options})
-            os.replace(tmp_cog, path)
+            durable_replace(tmp_cog, path)
         else:
-            os.replace(tmp, path)
+            durable_replace(tmp, path)
     finally:
         remove_partial_files((tmp, tmp_cog))
-    store = da.encoding.get("geosr_checkpoint")
-    if store is not None:
+    for store in stores_of(da):
         store.remove()
     return path
 
@@ -195,21 +197,10 @@ def _write_distributed(da, tmp, progress, client, kwargs):
 
 
 def _remove_stale_partials(path: Path) -> None:
-    """Delete temporary outputs for ``path`` left by runs that were killed (their process is gone)."""
+    """Delete temporary outputs for ``path`` left by runs of this host that were killed (their process is gone)."""
     for p in path.parent.glob(f".{path.name}.geosr-partial-*"):
-        pid = p.name[len(f".{path.name}.geosr-partial-"):].split(".")[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if made_by_dead_process(p.name[len(f".{path.name}.geosr-partial-"):].split(".")[0]):
             p.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # Temporary outputs being written, so a signal handler can remove them without unwinding.

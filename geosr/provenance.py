@@ -18,7 +18,11 @@ from pathlib import Path
 
 PREFIX = "geosr_"
 # Tags holding JSON, shown indented by ``geosr info``.
-JSON_TAGS = ("geosr_options", "geosr_input_sha256")
+JSON_TAGS = ("geosr_options", "geosr_input_sha256", "geosr_input_remote", "geosr_input_token")
+# What ``geosr info`` says each JSON tag holds.
+CAPTIONS = {"geosr_input_sha256": "input files, SHA-256",
+            "geosr_input_remote": "remote input files: size, modification time, ETag (not a checksum of the content)",
+            "geosr_input_token": "inputs held in memory or computed from files: dask token (not a file checksum)"}
 # ``geosr info`` shows these first, in this order: what made the numbers, then how it ran.
 FIRST = ("version", "commit", "method", "scale", "options", "flat_mask", "seed", "device", "threads", "deterministic",
          "torch", "cuda", "gdal", "rasterio", "numpy", "python")
@@ -103,18 +107,35 @@ def runtime(device=None, client=None, seed: int = 0) -> dict[str, str]:
     return {"geosr_device": dev, "geosr_threads": threads, "geosr_seed": str(seed), "geosr_deterministic": "1"}
 
 
-def input_checksums(arrays) -> dict[str, str]:
-    """SHA-256 of the files behind each input; a content token for inputs held in memory."""
-    from dask.base import tokenize
+def inputs(arrays, roles, extra=None) -> tuple[dict[str, str], dict[str, str], tuple[str, ...]]:
+    """What identifies a run's inputs (:mod:`geosr.fingerprint`), three ways.
 
-    from .checkpoint import file_checksums
+    Returns (key, tags, files): ``key`` maps each input file or in-memory input to one line
+    that changes when it does (the checkpoint's key); ``tags`` are the output's
+    ``geosr_input_sha256`` (local files), ``geosr_input_remote`` (remote files: size,
+    modification time, ETag) and ``geosr_input_token`` (dask tokens of inputs held in memory or
+    computed from files, not checksums of a file); ``files`` are the dataset names read, which
+    an output may never replace. ``extra``: fingerprints of other inputs (a flat mask's file).
+    """
+    from . import fingerprint
 
-    names = [a.encoding.get("source") for a in arrays]
-    out = file_checksums([n for n in names if n])
-    for i, (a, n) in enumerate(zip(arrays, names)):
-        if not n:
-            out[f"in-memory input {i + 1}"] = tokenize(a.data)
-    return out
+    found, tokens = fingerprint.of_arrays(arrays, roles)
+    found.update(extra or {})
+    key, local, remote = {}, {}, {}
+    for name, fp in found.items():
+        if "dask_token" in fp:
+            tokens[name] = fp["dask_token"]
+        elif "sha256" in fp:
+            local[name] = fp["sha256"]
+            key[name] = f"sha256 {fp['sha256']}"
+        else:
+            remote[name] = ", ".join(f"{k} {v}" for k, v in fp.items())
+            key[name] = f"remote: {remote[name]}"
+    key.update({role: f"dask token {t}" for role, t in tokens.items()})
+    tags = {"geosr_input_sha256": json.dumps(local), "geosr_input_remote": json.dumps(remote),
+            "geosr_input_token": json.dumps(tokens)}
+    files = tuple(dict.fromkeys(n for a in arrays for n in fingerprint.sources_of(a)[0]))
+    return key, tags, files
 
 
 def describe_file(path) -> str:
@@ -138,7 +159,7 @@ def describe_file(path) -> str:
             except ValueError:
                 pass
         if isinstance(parsed, dict):
-            lines.append(f"{name}:")
+            lines.append(f"{name}:" + (f"  ({CAPTIONS[key]})" if key in CAPTIONS else ""))
             lines += [f"    {k}: {v}" for k, v in parsed.items()] or ["    (none)"]
         else:
             lines.append(f"{name:<{width}}  {value}")

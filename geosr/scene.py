@@ -12,6 +12,7 @@ windows), not per tile, so that a dark tile is not stretched to look like a brig
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,7 +36,8 @@ MIN_GUIDE_VALID = 0.25
 class SceneModel:
     """A trained scene network and the statistics its inputs were standardised with.
 
-    Picklable (plain numpy arrays), so it can travel to dask workers and be checkpointed.
+    Plain numpy arrays, so it travels to dask workers; a checkpoint keeps it as arrays and JSON
+    text (:meth:`to_arrays`), which load without running code.
     """
 
     config: dict
@@ -47,6 +49,25 @@ class SceneModel:
     guide_std: np.ndarray
     state: dict
     details: dict = field(default_factory=dict, repr=False)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The model as named arrays (for ``numpy.savez``): the weights, the guide statistics, and the
+        rest as a JSON string."""
+        settings = {"config": self.config, "scale": self.scale, "guide_bands": self.guide_bands,
+                    "source_mean": self.source_mean, "source_std": self.source_std, "details": self.details}
+        return {"settings": np.array(json.dumps(settings, default=float)), "guide_mean": np.asarray(self.guide_mean),
+                "guide_std": np.asarray(self.guide_std), **{_STATE + k: np.asarray(v) for k, v in self.state.items()}}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict) -> "SceneModel":
+        """The model :meth:`to_arrays` gave (arrays loaded with ``allow_pickle=False``)."""
+        s = json.loads(str(arrays["settings"]))
+        state = {k[len(_STATE):]: v for k, v in arrays.items() if k.startswith(_STATE)}
+        return cls(s["config"], int(s["scale"]), int(s["guide_bands"]), float(s["source_mean"]),
+                   float(s["source_std"]), arrays["guide_mean"], arrays["guide_std"], state, s.get("details", {}))
+
+
+_STATE = "state/"
 
 
 def windows(lr_shape, scale: int, count: int = WINDOWS, window: int = WINDOW, seed: int = 0):
@@ -165,24 +186,32 @@ def predict(model: SceneModel, pair, device=None, amp: bool | None = None) -> tu
 def lazy_train(lr, hr_guide, scale: int, options: dict, token: str, store=None, resources=None):
     """A dask Delayed that trains the scene model on random windows of the lazy ``lr``/``hr_guide``.
 
-    Only the windows are read. With a ``store`` (:mod:`geosr.checkpoint`) the model is
-    saved there once trained, and a model already there is loaded instead.
+    Only the windows are read. With a ``store`` (:mod:`geosr.checkpoint`), opened when this
+    computes, the model is saved there once trained, and a model already there is loaded instead.
     """
     import dask
-    from dask.delayed import Delayed
+
+    from .checkpoint import open_task
 
     name = f"geosr-train-{token}"
-    if store is not None and store.has_model():
-        return Delayed(name, {name: (store.load_model,)})
+    opened = None if store is None else open_task(store, token)
+    if store is not None and store.reusable() and store.has_model():  # no window needs reading
+        return dask.delayed(_load_model, pure=True)(opened, dask_key_name=name)
     s = scale
     wins = windows(lr.shape, s, seed=options.get("seed") or 0)
     sources = [lr[y:y + h, x:x + w] for y, x, h, w in wins]
     guides = [hr_guide[:, y * s:(y + h) * s, x * s:(x + w) * s] for y, x, h, w in wins]
     with dask.annotate(**({"resources": resources} if resources else {})):
-        return dask.delayed(_train_and_keep, pure=True)(sources, guides, s, store, options, dask_key_name=name)
+        return dask.delayed(_train_and_keep, pure=True)(sources, guides, s, opened, options, dask_key_name=name)
+
+
+def _load_model(store):
+    return store.load_model()
 
 
 def _train_and_keep(sources, guides, scale, store, options):
+    if store is not None and store.has_model():  # saved by an earlier compute of this run
+        return store.load_model()
     with _all_cores_in_a_worker():
         model = train(sources, guides, scale, **options)
     if store is not None:

@@ -18,7 +18,9 @@ exactness correction can be re-applied after blending.
 """
 from __future__ import annotations
 
+import gc
 import math
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -69,13 +71,30 @@ def tiled(source, guide, scale: int, tile_size: int, overlap: int, fit, exact: b
     source: dask (h, w) float64, NaN = invalid. guide: dask (bands, h*scale, w*scale).
     ``fit`` must be a picklable function (it may run in another process). ``model``: a
     dask Delayed passed to every fit (a scene model). ``store``: a
-    :class:`geosr.checkpoint.TileStore`; tiles already in it are loaded, not fitted (nor
-    read), and new ones are saved. ``resources``: dask worker resources the fit tasks
+    :class:`geosr.checkpoint.TileStore`, opened by a task of the graph when it computes;
+    tiles it holds are loaded, not fitted (nor read, where the checkpoint could already be
+    reused when the graph was built), and new ones are saved. ``resources``: dask worker resources the fit tasks
     need (e.g. ``{"GPU": 1}``). ``psf``: the sensor model ``exact`` keeps after blending
     (:mod:`geosr.psf`; default avg-pool). Blocks are corrected one by one; a Gaussian reaches
     into the next block, so there each block is corrected once more with a halo, which
     leaves a small residual at block borders (the blocks do not iterate to agreement).
     """
+    with _no_gc():  # hundreds of thousands of small tuples: the cyclic collector's passes took 4x the build
+        return _tiled(source, guide, scale, tile_size, overlap, fit, exact, token, model, store, resources, psf)
+
+
+@contextmanager
+def _no_gc():
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _tiled(source, guide, scale, tile_size, overlap, fit, exact, token, model, store, resources, psf):
     import dask
     import dask.array as da
     from dask.highlevelgraph import HighLevelGraph
@@ -84,40 +103,44 @@ def tiled(source, guide, scale: int, tile_size: int, overlap: int, fit, exact: b
     ys, xs = split(h, tile_size, 2 * overlap), split(w, tile_size, 2 * overlap)
     dy = overlap if len(ys) > 1 else 0
     dx = overlap if len(xs) > 1 else 0
-    src = source.rechunk((ys, xs))
-    gd = guide.rechunk((guide.shape[0], tuple(c * scale for c in ys), tuple(c * scale for c in xs)))
-    lo = da.overlap.overlap(src, depth={0: dy, 1: dx}, boundary="none")
-    ho = da.overlap.overlap(gd, depth={0: 0, 1: dy * scale, 2: dx * scale}, boundary="none")
-
     y_span, x_span = _spans(ys, dy, scale), _spans(xs, dx, scale)
+    # Each tile's haloed windows are cut straight from the inputs' own chunks: one task per tile
+    # and input (dask's rechunk and overlap build several, and took 2 GB for 300 x 300 tiles).
+    lr_y, lr_x = [(a // scale, b // scale) for a, b, _, _ in y_span], [(a // scale, b // scale) for a, b, _, _ in x_span]
+    lo = cut(source, lr_y, lr_x, f"geosr-lr-{token}")
+    ho = cut(guide, [s[:2] for s in y_span], [s[:2] for s in x_span], f"geosr-guide-{token}")
+    src = cut(source, _cores(ys, 1), _cores(xs, 1), f"geosr-lr-core-{token}")
+
     fit_name, blend_name = f"{FIT_LAYER}-{token}", f"{BLEND_LAYER}-{token}"
+    opened = None
+    if store is not None:
+        from .checkpoint import open_task
+
+        opened = open_task(store, token)
+    done = store.tiles() if store is not None and store.reusable() else set()
+    wys = [window(y1 - y0, yb, ya) for y0, y1, yb, ya in y_span]
+    wxs = [window(x1 - x0, xb, xa) for x0, x1, xb, xa in x_span]
+    model_key, store_key = None if model is None else model.key, None if store is None else opened.key
     fits = {}
-    for i, (y0, y1, yb, ya) in enumerate(y_span):
-        wy = window(y1 - y0, yb, ya)
-        for j, (x0, x1, xb, xa) in enumerate(x_span):
-            wx = window(x1 - x0, xb, xa)
-            if store is not None and store.has_tile(i, j):
-                fits[(fit_name, i, j)] = (_load_tile, store, (i, j), wy, wx)
+    for i, wy in enumerate(wys):
+        for j, wx in enumerate(wxs):
+            if (i, j) in done:
+                fits[(fit_name, i, j)] = (_load_tile, store_key, (i, j), wy, wx)
             else:
-                fits[(fit_name, i, j)] = (_fit_tile, (lo.name, i, j), (ho.name, 0, i, j), wy, wx, fit,
-                                          None if model is None else model.key, store, (i, j))
+                fits[(fit_name, i, j)] = (_fit_tile, (lo.name, i, j), (ho.name, 0, i, j), wy, wx, fit, model_key,
+                                          store_key, (i, j))
+    # Per axis, the tiles that reach into each core block, and where: a block's pieces are their product.
+    reach_y = _reaching(y_span, _cores(ys, scale))
+    reach_x = _reaching(x_span, _cores(xs, scale))
     blends = {}
-    cores_y, cores_x = _cores(ys, scale), _cores(xs, scale)
-    for i, (cy0, cy1) in enumerate(cores_y):
-        for j, (cx0, cx1) in enumerate(cores_x):
-            pieces = []
-            for ti in range(max(0, i - 1), min(len(ys), i + 2)):
-                for tj in range(max(0, j - 1), min(len(xs), j + 2)):
-                    sy = _intersect(y_span[ti], cy0, cy1)
-                    sx = _intersect(x_span[tj], cx0, cx1)
-                    if sy and sx:
-                        pieces.append(((fit_name, ti, tj), (sy[0], sx[0]), (sy[1], sx[1])))
-            keys = [p[0] for p in pieces]
-            blends[(blend_name, i, j)] = (_blend, (cy1 - cy0, cx1 - cx0), keys, [p[1:] for p in pieces],
-                                          (src.name, i, j), scale, exact, psf)
+    for i, (ny, row) in enumerate(reach_y):
+        for j, (nx, col) in enumerate(reach_x):
+            keys = [(fit_name, ti, tj) for ti, _ in row for tj, _ in col]
+            blends[(blend_name, i, j)] = (_blend, (ny, nx), keys, row, col, (src.name, i, j), scale, exact, psf)
     haloed = (tuple(b - a for a, b, _, _ in y_span), tuple(b - a for a, b, _, _ in x_span))
     with dask.annotate(**({"resources": resources} if resources else {})):
-        layer = HighLevelGraph.from_collections(fit_name, fits, dependencies=[lo, ho] + ([] if model is None else [model]))
+        layer = HighLevelGraph.from_collections(fit_name, fits, dependencies=[lo, ho] + [d for d in (model, opened)
+                                                                                          if d is not None])
     tiles = da.Array(layer, fit_name, chunks=haloed, dtype=np.float64)
     graph = HighLevelGraph.from_collections(blend_name, blends, dependencies=[tiles, src])
     chunks = (tuple(c * scale for c in ys), tuple(c * scale for c in xs))
@@ -130,6 +153,61 @@ def tiled(source, guide, scale: int, tile_size: int, overlap: int, fit, exact: b
     halo = psf.radius + 2
     return da.map_overlap(_correct_across_borders, mosaic, src, depth=[halo * scale, halo], boundary="none",
                           align_arrays=False, dtype=np.float32, scale=scale, psf=psf)
+
+
+def cut(array, row_spans, col_spans, name: str):
+    """A dask array whose block (i, j) is ``array[..., r0:r1, c0:c1]`` for ``row_spans[i] = (r0, r1)`` and
+    ``col_spans[j] = (c0, c1)`` (spans may overlap: tiles with halos), every leading axis whole.
+
+    Each block is one task assembling the pieces of the chunks it meets, so a window never reads
+    more of the input than the chunks under it."""
+    import dask.array as da
+    from dask.highlevelgraph import HighLevelGraph
+
+    array = da.asarray(array)
+    lead = array.ndim - 2
+    lead_pieces = [()]
+    for axis in range(lead):  # all chunks of the leading (band) axes, each into its place
+        edges = np.concatenate([[0], np.cumsum(array.chunks[axis])])
+        lead_pieces = [(*p, (k, slice(None), slice(int(edges[k]), int(edges[k + 1]))))
+                       for p in lead_pieces for k in range(len(array.chunks[axis]))]
+    rows = _pieces(array.chunks[-2], row_spans)
+    cols = _pieces(array.chunks[-1], col_spans)
+    lead_keys = [tuple(k for k, _, _ in lp) for lp in lead_pieces]
+    lead_where = [(tuple(s for _, s, _ in lp), tuple(d for _, _, d in lp)) for lp in lead_pieces]
+    layer = {}
+    for i, row in enumerate(rows):
+        height = row_spans[i][1] - row_spans[i][0]
+        for j, col in enumerate(cols):
+            # Pieces in the order lead x row x col; the row and column lists are shared by all tasks.
+            keys = [(array.name, *lk, ci, cj) for lk in lead_keys for ci, _, _ in row for cj, _, _ in col]
+            shape = (*array.shape[:lead], height, col_spans[j][1] - col_spans[j][0])
+            layer[(name, *([0] * lead), i, j)] = (_assemble, shape, array.dtype, keys, lead_where, row, col)
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=[array])
+    chunks = (*((n,) for n in array.shape[:lead]), tuple(b - a for a, b in row_spans),
+              tuple(b - a for a, b in col_spans))
+    return da.Array(graph, name, chunks=chunks, dtype=array.dtype)
+
+
+def _pieces(chunks, spans):
+    """Per span along one axis: [(chunk index, slice in the chunk, slice in the span)] for the chunks it meets."""
+    edges = np.concatenate([[0], np.cumsum(chunks)]).astype(int)
+    out = []
+    for a, b in spans:
+        first = int(np.searchsorted(edges, a, side="right")) - 1
+        last = int(np.searchsorted(edges, b, side="left"))
+        out.append([(k, slice(max(a, edges[k]) - edges[k], min(b, edges[k + 1]) - edges[k]),
+                     slice(max(a, edges[k]) - a, min(b, edges[k + 1]) - a)) for k in range(first, last)])
+    return out
+
+
+def _assemble(shape, dtype, blocks, lead, rows, cols):
+    """The window of :func:`cut` from its chunks (ordered lead x rows x cols, as the pieces)."""
+    out = np.empty(shape, dtype)  # a copy, never a view: a view would keep the whole input chunk in memory
+    pieces = ((ls, ld, rs, rd, cs, cd) for ls, ld in lead for _, rs, rd in rows for _, cs, cd in cols)
+    for block, (ls, ld, rs, rd, cs, cd) in zip(blocks, pieces):
+        out[(*ld, rd, cd)] = block[(*ls, rs, cs)]
+    return out
 
 
 def _spans(chunks, depth, scale):
@@ -149,6 +227,20 @@ def _cores(chunks, scale):
     return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
 
 
+def _reaching(spans, cores):
+    """Per core block along one axis: its length, and [(tile, (slice in the tile, slice in the block))]
+    for the tiles (at most the block's own and its two neighbours) whose haloed span meets it."""
+    out = []
+    for i, (c0, c1) in enumerate(cores):
+        pieces = []
+        for t in range(max(0, i - 1), min(len(spans), i + 2)):
+            cut = _intersect(spans[t], c0, c1)
+            if cut:
+                pieces.append((t, cut))
+        out.append((c1 - c0, pieces))
+    return out
+
+
 def _intersect(span, c0, c1):
     """(slice in the tile, slice in the block) where a haloed tile meets the core block [c0, c1)."""
     t0, t1 = span[0], span[1]
@@ -161,6 +253,8 @@ def _intersect(span, c0, c1):
 def _fit_tile(lr, hr_guide, wy, wx, fit, model=None, store=None, tile=None):
     from .cluster import reuse_freed_memory
 
+    if store is not None and store.has_tile(*tile):  # saved by an earlier compute of this run
+        return _load_tile(store, tile, wy, wx)
     reuse_freed_memory()
     out = fit(lr, hr_guide) if model is None else fit(lr, hr_guide, model)
     if store is not None:
@@ -175,7 +269,7 @@ def _fit_tile(lr, hr_guide, wy, wx, fit, model=None, store=None, tile=None):
 
 
 def _load_tile(store, tile, wy, wx):
-    return _weighted(store.load_tile(*tile), wy, wx)
+    return _weighted(store.load_tile(*tile, (len(wy), len(wx))), wy, wx)
 
 
 def _weighted(out, wy, wx):
@@ -209,7 +303,9 @@ def release_freed_memory() -> None:
 _malloc_trim = None
 
 
-def _blend(shape, tiles, slices, lr, scale, exact, psf=None):
+def _blend(shape, tiles, rows, cols, lr, scale, exact, psf=None):
+    """One output block: the sum of the weighted tiles reaching into it (ordered rows x cols, as the pieces)."""
+    slices = [((sy[0], sx[0]), (sy[1], sx[1])) for _, sy in rows for _, sx in cols]
     if len(tiles) == 1:  # a lone tile: its output as the method gave it
         (src_sl, dst_sl), = slices
         return np.asarray(tiles[0][src_sl], np.float32)

@@ -74,7 +74,7 @@ def test_cli_estimates_a_geotransform_shift_and_writes_it_to_the_tags(small_file
     def tags(guide, name, *extra):
         out = tmp_path / name
         res = CliRunner().invoke(main, ["upsample", small_files["source"], str(guide), "--scale", "4",
-                                        "--method", "bicubic", "-o", str(out), "-q", *extra])
+                                        "--method", "guided", "-o", str(out), "-q", *extra])
         assert res.exit_code == 0, res.output
         with rasterio.open(out) as r:
             return r.tags()
@@ -100,3 +100,29 @@ def test_too_small_to_estimate_warns_and_uses_the_guide_as_is(depth):
     with pytest.warns(UserWarning, match="align='shift' skipped"):
         out = geosr.superresolve_array(avg_pool(truth[:24, :24], 4), guide[:, :24, :24], 4, "bicubic")
     assert out.shape == (24, 24)
+
+
+@pytest.mark.parametrize("turn", [+3.0, -3.0])
+def test_rotation_sign_end_to_end_on_a_georeferenced_guide(fieldimager, tmp_path, turn):
+    """A guide whose picture is turned counter-clockwise as displayed (north up, scipy's positive angle)
+    is reported with a negative geosr_align_rotation_deg: positive means clockwise on the map."""
+    from rasterio.windows import Window
+    from scipy import ndimage
+
+    from conftest import degrade, write_tif
+
+    dsm, ortho = fieldimager
+    source, _ = degrade(dsm, tmp_path / "src.tif", 4, Window(140, 140, 128, 128))
+    src = geosr.open_raster(source)
+    on_grid = geosr.superresolve(src, geosr.open_raster(str(ortho)), 4, "bicubic")  # the output grid
+    with rasterio.open(ortho) as o:
+        from rasterio.warp import Resampling, reproject
+
+        grid = np.zeros((3, *on_grid.shape), np.float32)
+        reproject(o.read(), grid, src_transform=o.transform, src_crs=o.crs, dst_transform=on_grid.rio.transform(),
+                  dst_crs=o.crs, resampling=Resampling.average)
+    turned = np.stack([ndimage.rotate(b, turn, reshape=False, order=1, mode="nearest") for b in grid])
+    guide = write_tif(tmp_path / f"turned{turn:+g}.tif", turned, src.rio.crs, on_grid.rio.transform())
+    out = geosr.superresolve(src, geosr.open_raster(guide), 4, "guided", align="affine")
+    assert float(out.attrs["geosr_align_rotation_deg"]) == pytest.approx(-turn, abs=0.5)
+    assert "clockwise on a north-up map" in out.attrs["geosr_align_rotation_convention"]

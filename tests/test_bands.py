@@ -5,11 +5,12 @@ import rasterio
 from click.testing import CliRunner
 
 import geosr
+from geosr.checkpoint import stores_of
 from geosr.cli import main
 
 from conftest import write_tif
 
-RUN = ["--scale", "4", "--tile-size", "12", "--overlap", "2", "--epochs", "5", "--seed", "1", "-q"]
+RUN = ["--scale", "4", "--tile-size", "12", "--overlap", "4", "--epochs", "5", "--seed", "1", "-q"]
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,7 @@ def test_all_bands_equal_single_band_runs(three_bands, tmp_path, align):
     if align == "shift":
         # The alignment is measured once, on the first band, and applied to all of them.
         src, g = geosr.open_raster(source), geosr.open_raster(guide)
-        kw = dict(tile_size=12, overlap=2, epochs=5, seed=1)
+        kw = dict(tile_size=12, overlap=4, epochs=5, seed=1)
         first = geosr.superresolve(src, g, 4, band=1, **kw)
         third = geosr.superresolve(src, g, 4, band=3, align=first.encoding["geosr_alignment"], **kw).compute()
         np.testing.assert_array_equal(data[2], third.values)
@@ -80,9 +81,11 @@ def test_band_lists_are_checked_before_any_work(three_bands, tmp_path):
 def test_each_band_checkpoints_in_its_own_folder_and_resumes(three_bands, tmp_path):
     source, guide = three_bands
     src, g = geosr.open_raster(source), geosr.open_raster(guide)
-    kw = dict(band=[1, 2], tile_size=12, overlap=2, epochs=5, seed=1, mode="tile", checkpoint=tmp_path / "ckpt")
+    kw = dict(band=[1, 2], tile_size=12, overlap=4, epochs=5, seed=1, mode="tile", checkpoint=tmp_path / "ckpt")
     first = geosr.superresolve(src, g, 4, **kw)
-    assert first.encoding["geosr_checkpoint"].folder == tmp_path / "ckpt"
+    assert [s.folder for s in stores_of(first)] == [tmp_path / "ckpt" / "band-1", tmp_path / "ckpt" / "band-2"]
+    assert [s.folder for s in stores_of(first.sel(band=2))] == [tmp_path / "ckpt" / "band-2"]
+    assert not (tmp_path / "ckpt").exists(), "built, not computed: nothing on disk yet"
     first = first.compute()
     tiles = sorted(p.relative_to(tmp_path / "ckpt") for p in (tmp_path / "ckpt").glob("band-*/tile-*.npy"))
     assert [str(p.parent) for p in tiles] == ["band-1"] * 4 + ["band-2"] * 4

@@ -201,3 +201,52 @@ def test_inputs_are_gdal_dataset_names(files, tmp_path):
     with rasterio.open(out_dir / "a.tif") as a, rasterio.open(out_dir / "b.tif") as b:
         assert a.transform == b.transform and a.crs == b.crs
         np.testing.assert_array_equal(a.read(), b.read())
+
+
+@pytest.mark.parametrize("device, message", [("gpu", "unknown device 'gpu'"), ("cuda:7", "cuda")])
+def test_a_device_this_machine_lacks_is_one_line(files, tmp_path, device, message):
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has 8 CUDA devices")
+    res = _fails([files["source"], files["guide"], "--device", device, "-o", tmp_path / "o.tif"], tmp_path,
+                 [files["source"], files["guide"]], message)
+    assert res.output.count("\n") == 1 and "has: cpu" in res.output, res.output
+
+
+def test_swapped_source_and_guide_are_refused(files, tmp_path):
+    res = _fails([files["guide"], files["source"], "-o", tmp_path / "o.tif"], tmp_path,
+                 [files["source"], files["guide"]], "not finer than the source")
+    assert "swapped" in res.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--method", "bicubic", "--epochs", "5"], "--epochs does not apply to --method bicubic"),
+    (["--method", "bicubic", "--seed", "3", "--align", "affine"], "--seed (the method gives the same output"),
+    (["--method", "cmsr", "--mode", "scene"], "--mode does not apply to --method cmsr"),
+    (["--method", "cmsr", "--batch-size", "2"], "--batch-size does not apply to --method cmsr"),
+    (["--method", "guided", "--preset", "depth"], "--preset does not apply to --method guided"),
+    (["--mode", "tile", "--batch-size", "2"], "does not apply to --mode tile"),
+])
+def test_options_the_method_would_ignore_are_refused(files, tmp_path, args, message):
+    _fails([files["source"], files["guide"], *args, "-o", tmp_path / "o.tif"], tmp_path,
+           [files["source"], files["guide"]], message)
+
+
+def test_a_missing_optional_dependency_is_one_line(files, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "cv2", None)  # as if OpenCV were not installed: its import fails
+    _fails([files["source"], files["guide"], "--method", "guided", "-o", tmp_path / "o.tif"], tmp_path,
+           [files["source"], files["guide"]], "pip install 'geosr[guided]'")
+
+
+def test_python_api_refuses_a_mode_or_ensemble_the_method_does_not_have(files):
+    import geosr
+    from geosr.errors import InputError
+
+    src, guide = geosr.open_raster(files["source"]), geosr.open_raster(files["guide"])
+    with pytest.raises(InputError, match="mode='scene' trains one MMSR network"):
+        geosr.superresolve(src, guide, 4, "cmsr", mode="scene")
+    with pytest.raises(InputError, match="self_ensemble"):
+        geosr.superresolve(src, guide, 4, "cmsr", ensemble=False)
+    with pytest.raises(InputError, match="not finer than the source.*swapped"):
+        geosr.superresolve(guide, src, 4, "bicubic")

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 import geosr
 from geosr.cli import main
 
-ARGS = ["--scale", "4", "--tile-size", "12", "--overlap", "2", "--seed", "3", "-q"]
+ARGS = ["--scale", "4", "--tile-size", "12", "--overlap", "4", "--seed", "3", "-q"]
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_fits_run_only_on_workers_with_a_gpu_resource(files, tmp_path):
             streams = {}
             for mode in ("scene", "tile"):
                 with get_task_stream(client) as streams[mode]:
-                    out = geosr.superresolve(src, guide, 4, mode=mode, epochs=5, tile_size=12, overlap=2,
+                    out = geosr.superresolve(src, guide, 4, mode=mode, epochs=5, tile_size=12, overlap=4,
                                              client=client)
                     geosr.write(out, tmp_path / f"{mode}.tif", client=client, progress=False)
     assert len(sent) == 9 and all(v == ({"GPU": 1}, gpu_worker) for v in sent.values()), (gpu_worker, sent)
@@ -106,9 +106,46 @@ def test_worker_malloc_thresholds_are_raised_in_workers_only():
 
     from geosr import cluster
 
-    # Here, not a worker: nothing to do (in-process workers of earlier tests may have tuned this process).
-    assert cluster.in_worker() is False and cluster.reuse_freed_memory() is False
+    # Here, not a worker: glibc is left as it is, and the once-per-process flag stays unset.
+    tuned = cluster._memory_tuned
+    cluster._memory_tuned = False
+    try:
+        assert cluster.in_worker() is False and cluster.reuse_freed_memory() is False
+        assert cluster._memory_tuned is False, "outside a worker nothing may be tuned"
+    finally:
+        cluster._memory_tuned = tuned
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as c, \
             Client(c) as client:
         assert client.submit(cluster.reuse_freed_memory, pure=False).result() is True
         assert client.submit(cluster.reuse_freed_memory, pure=False).result() is False  # once per process
+
+
+def test_a_worker_with_two_threads_fits_two_tiles_at_once(files):
+    """Fits take one slot per torch thread: a dask worker (torch on one thread) with two threads runs two
+    fits side by side, where a process-wide lock ran one. On the threaded scheduler torch uses every
+    core, so one fit at a time."""
+    from distributed import Client, LocalCluster, get_task_stream
+
+    from geosr import cluster
+
+    src, guide = geosr.open_raster(files[0]), geosr.open_raster(files[1])
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None) as c, \
+            Client(c) as client:
+        assert client.submit(cluster.fit_slots, pure=False).result() == 2
+        with get_task_stream(client) as stream:
+            out = geosr.superresolve(src, guide, 4, mode="tile", epochs=40, tile_size=12, overlap=4, client=client,
+                                     align="none", progress=False)
+            client.compute(out.data, optimize_graph=False).result()
+    fits = sorted((t["startstops"][0]["start"], t["startstops"][0]["stop"]) for t in stream.data
+                  if str(t["key"]).startswith("('geosr-fit"))
+    assert len(fits) == 4
+    assert any(b[0] < a[1] for a, b in zip(fits, fits[1:])), f"no two fits overlapped in time: {fits}"
+    import torch
+    from dask.system import CPU_COUNT
+
+    torch_threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(CPU_COUNT)  # as on the threaded scheduler: a fit spreads over every core
+        assert cluster.fit_slots() == 1, "the threaded scheduler keeps one fit at a time"
+    finally:
+        torch.set_num_threads(torch_threads)

@@ -29,9 +29,9 @@ from conftest import degrade, write_tif
 SCALE = 4
 THRESHOLD = 3.0
 FEATHER = 8  # the default at scale 4: max(2 * scale, 8) output pixels
-TILES = dict(tile_size=12, overlap=2)  # 2 x 2 tiles of the 24 x 24 source
+TILES = dict(tile_size=12, overlap=4)  # 2 x 2 tiles of the 24 x 24 source
 RUN = dict(epochs=20, seed=0, preset="fast", **TILES)
-CLI_RUN = ["--scale", "4", "--tile-size", "12", "--overlap", "2", "--epochs", "20", "--seed", "0", "-q"]
+CLI_RUN = ["--scale", "4", "--tile-size", "12", "--overlap", "4", "--epochs", "20", "--seed", "0", "-q"]
 
 
 @pytest.fixture(scope="module")

@@ -134,9 +134,16 @@ def test_rotated_geotransform(small, tmp_path):
     path = write_tif(tmp_path / "rot.tif", data, crs, rotated)
     src = geosr.open_raster(path)
     g = geosr.open_raster(small["ortho"])
-    on = grid.guide_onto(inputs.guide_stack(g), grid.geobox_of(g, "guide"),
-                         grid.output_grid(grid.geobox_of(src, "source"), 4))
-    assert np.isfinite(on.values).all(0).mean() > 0.9  # the warped guide covers the rotated grid
+    out_grid = grid.output_grid(grid.geobox_of(src, "source"), 4)
+    on = grid.guide_onto(inputs.guide_stack(g), grid.geobox_of(g, "guide"), out_grid, "nearest").values
+    assert np.isfinite(on).all(0).mean() > 0.9  # the warped guide covers the rotated grid
+    # Each output pixel holds the orthophoto at its own map position: a mirrored or unrotated warp fails.
+    with rasterio.open(small["ortho"]) as o:
+        ortho = o.read()
+        for r, c in [(10, 10), (10, 110), (64, 64), (110, 20), (115, 115)]:
+            x, y = out_grid.affine * (c + 0.5, r + 0.5)
+            col, row = ~o.transform * (x, y)
+            np.testing.assert_array_equal(on[:, r, c], ortho[:, int(row), int(col)])
     out = geosr.superresolve(src, g, 4, epochs=3)
     written = geosr.write(out, tmp_path / "out.tif")
     with rasterio.open(written) as r:
@@ -178,11 +185,18 @@ def test_pixel_is_point_rasters_keep_their_convention(small, tmp_path):
         dst.update_tags(AREA_OR_POINT="Point")
     src = geosr.open_raster(str(path))
     assert src.attrs["AREA_OR_POINT"] == "Point"
-    out = _bicubic(src, geosr.open_raster(small["ortho"]), scale=2)
+    out = _bicubic(src, geosr.open_raster(small["ortho"]), scale=3, exact=False)
     written = geosr.write(out, tmp_path / "out.tif")
     with rasterio.open(path) as s, rasterio.open(written) as r:
         assert r.tags()["AREA_OR_POINT"] == "Point"
-        assert r.transform.almost_equals(s.transform @ Affine.scale(0.5), precision=1e-9)
+        assert r.transform.almost_equals(s.transform @ Affine.scale(1 / 3), precision=1e-9)
+        assert r.bounds == pytest.approx(s.bounds, abs=1e-6)
+        # At x3 the middle output pixel of each cell sits on the source's sample point, in map coordinates
+        # as read back from both files, and interpolation passes through the sample there.
+        lr, hr = s.read(1), r.read(1)
+        for row, col in [(0, 0), (5, 17), (31, 31)]:
+            assert r.xy(3 * row + 1, 3 * col + 1) == pytest.approx(s.xy(row, col), abs=1e-6)
+            assert hr[3 * row + 1, 3 * col + 1] == pytest.approx(lr[row, col], abs=1e-4)
 
 
 def test_compound_crs_keeps_its_vertical_datum(small, tmp_path):
@@ -254,6 +268,24 @@ def test_strided_or_flipped_arrays_get_their_real_grid(small):
     assert every_other.affine.almost_equals(expected, precision=1e-6) and every_other.shape == (16, 16)
     flipped = grid.geobox_of(src.sortby("y"), "source")  # south-up
     assert flipped.affine.e == pytest.approx(-t.e, rel=1e-9) and flipped.affine.f == pytest.approx(t.f + 32 * t.e, abs=1e-6)
+
+
+@pytest.mark.parametrize("method", ["bicubic", "guided"])
+def test_a_south_up_source_runs_end_to_end_as_the_north_up_one_flipped(small, tmp_path, method):
+    """The same DSM stored south-up (rows running north, positive pixel height) gives the north-up result
+    flipped, on the flipped grid: the guide is warped onto it the right way up."""
+    south = geosr.open_raster(small["source"]).sortby("y")
+    path = tmp_path / "south_up.tif"
+    south.rio.to_raster(path)
+    with rasterio.open(path) as r:
+        assert r.transform.e > 0
+    g = geosr.open_raster(small["ortho"])
+    north_out = geosr.superresolve(geosr.open_raster(small["source"]), g, 4, method, align="none")
+    south_out = geosr.superresolve(geosr.open_raster(str(path)), g, 4, method, align="none")
+    written = geosr.write(south_out, tmp_path / "out.tif")
+    with rasterio.open(written) as r, rasterio.open(path) as s:
+        assert r.transform.almost_equals(s.transform @ Affine.scale(0.25), precision=1e-9) and r.transform.e > 0
+        np.testing.assert_allclose(r.read(1), north_out.values[::-1], rtol=0, atol=2e-3)
 
 
 def test_multiband_nodata_needs_every_band_and_user_nodata_must_fit(small, tmp_path):

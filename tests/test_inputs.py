@@ -97,7 +97,7 @@ def test_unavailable_device_is_named(small):
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here")
     t, g = small
-    with pytest.raises(ValueError, match="CUDA is not available"):
+    with pytest.raises(InputError, match="has no CUDA device"):
         superresolve_array(lr(t), g, 4, device="cuda", epochs=1)
 
 

@@ -115,7 +115,7 @@ def test_tiled_gaussian_run_from_the_cli_keeps_the_model_across_tiles(fieldimage
         assert (truth > -1e30).all()
     source = write_tif(tmp_path / "src.tif", degrade(truth, 4, GAUSS).astype(np.float32), crs, t @ Affine.scale(4))
     out, q = tmp_path / "out.tif", tmp_path / "q.tif"
-    args = ["upsample", source, str(ortho), "--scale", "4", "--tile-size", "12", "--overlap", "2", "--epochs", "20",
+    args = ["upsample", source, str(ortho), "--scale", "4", "--tile-size", "12", "--overlap", "4", "--epochs", "20",
             "--psf", "gaussian", "--psf-sigma", "0.5", "-q", "-o", str(out), "--quality", str(q)]
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output

@@ -7,13 +7,14 @@ import rasterio
 from click.testing import CliRunner
 
 import geosr
+from geosr.errors import InputError
 from geosr.cli import main
 from geosr.sampling import avg_pool, repeat_cells
 
 from conftest import write_tif
 
 SCALE = 4
-RUN = ["--scale", "4", "--tile-size", "12", "--overlap", "2", "--epochs", "10", "--seed", "0", "-q"]  # 2 x 2 tiles
+RUN = ["--scale", "4", "--tile-size", "12", "--overlap", "4", "--epochs", "10", "--seed", "0", "-q"]  # 2 x 2 tiles
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +82,7 @@ def test_fallback_marks_the_guide_gap_and_the_output_is_bicubic_there(files, tmp
         np.testing.assert_allclose(fallback[r, last + d], 1 - np.clip((d - 0.5) / 8, 0, 1), rtol=0, atol=1e-6)
     # Where the layer says bicubic, the output is bicubic (exact=False: no back-projection).
     src, guide = geosr.open_raster(files["source"]), geosr.open_raster(files["guide"])
-    bicubic = geosr.superresolve(src, guide, SCALE, "bicubic", exact=False, tile_size=12, overlap=2,
+    bicubic = geosr.superresolve(src, guide, SCALE, "bicubic", exact=False, tile_size=12, overlap=4,
                                  align="none").compute().values
     is_fallback = fallback == 1
     np.testing.assert_allclose(out[is_fallback], bicubic[is_fallback], rtol=0, atol=1e-5)
@@ -99,7 +100,7 @@ def test_exact_output_has_a_near_zero_residual_and_the_api_gives_the_same_layers
     residual = q[1][np.isfinite(q[1])]
     assert residual.size > 0 and np.abs(residual).max() <= 1e-4 * np.nanmax(np.ptp(lr[np.isfinite(lr)]))
     src, guide = geosr.open_raster(files["source"]), geosr.open_raster(files["guide"])
-    result, layers = geosr.superresolve(src, guide, SCALE, tile_size=12, overlap=2, epochs=10, seed=0, quality=True)
+    result, layers = geosr.superresolve(src, guide, SCALE, tile_size=12, overlap=4, epochs=10, seed=0, quality=True)
     assert [len(c) for c in layers.chunks[1:]] == [2, 2]
     result, layers = dask.compute(result, layers)
     np.testing.assert_allclose(result.values, out[0], rtol=0, atol=1e-6)
@@ -140,4 +141,6 @@ def test_ensemble_spread_is_the_std_over_seeds(files, tmp_path):
     assert res.exit_code != 0 and "give --quality FILE as well" in res.output
     res = CliRunner().invoke(main, ["upsample", files["source"], files["guide"], *RUN, "--method", "bicubic",
                                     "--ensemble", "2", "--quality", str(tmp_path / "q2.tif"), "-o", str(tmp_path / "b.tif")])
-    assert res.exit_code != 0 and "needs a learned method" in res.output
+    assert res.exit_code != 0 and "--ensemble does not apply to --method bicubic" in res.output
+    with pytest.raises(InputError, match="needs a learned method"):
+        geosr.api.check_ensemble("bicubic", 2)

@@ -13,7 +13,7 @@ import rasterio
 from geosr.checkpoint import TileStore, folder_for
 
 # 2 x 2 tiles of 12 x 12 source pixels.
-TILES = ["--tile-size", "12", "--overlap", "2", "--scale", "4"]
+TILES = ["--tile-size", "12", "--overlap", "4", "--scale", "4"]
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,7 @@ def test_tile_mode_run_killed_then_resumed_equals_an_uninterrupted_run(files, tm
 
 def test_overwrite_discards_an_old_checkpoint(files, tmp_path):
     out = tmp_path / "o.tif"
-    old = TileStore.open(folder_for(out), {"parameters": {"epochs": 1}, "inputs": {}})
+    old = TileStore(folder_for(out), {"parameters": {"epochs": 1}, "inputs": {}}).open()
     old.save_tile(0, 0, np.zeros((56, 56)))
     args = [*files, *TILES, "--mode", "tile", "--epochs", "5", "-o", out]
     res = cli(*args)
@@ -112,7 +112,7 @@ def test_scene_mode_resumes_with_the_trained_model(files, tmp_path):
     res = cli(*args, "-o", tmp_path / "ref.tif")
     assert res.exit_code == 0, res.output
     out = tmp_path / "out.tif"
-    kill_when(start([*args, "-o", out]), lambda: (folder_for(out) / "scene-model.pickle").exists())
+    kill_when(start([*args, "-o", out]), lambda: (folder_for(out) / "scene-model.npz").exists())
     res = cli(*args, "-o", out, "--resume")
     assert res.exit_code == 0, res.output
     assert "scene model trained" in res.output

@@ -27,29 +27,32 @@ def test_windows_of_neighbours_sum_to_one():
     assert (a[-halo // 2:] == 0).all() and (b[: halo // 2] == 0).all()  # a tile's outermost pixels never count
 
 
-class _Count:
-    """A picklable stand-in 'method' that returns ones and counts its calls."""
+class _Where:
+    """A picklable stand-in 'method' that answers each pixel's own global index, read from the guide it
+    was given (band 0: row, band 1: column), and counts its calls: a tile cut, placed or weighted
+    wrongly shows in the mosaic."""
 
-    def __init__(self):
-        self.calls, self.lock = 0, threading.Lock()
+    def __init__(self, width):
+        self.width, self.calls, self.lock = width, 0, threading.Lock()
 
     def __call__(self, lr, guide):
         with self.lock:
             self.calls += 1
-        return np.ones(guide.shape[1:], np.float32)
+        return guide[0] * self.width + guide[1]
 
 
 @pytest.mark.parametrize("shape, tile, overlap", [((37, 53), 12, 3), ((20, 20), 64, 4), ((64, 33), 16, 8)])
-def test_blended_mosaic_of_ones_is_one_and_each_tile_runs_once(shape, tile, overlap):
+def test_blended_mosaic_puts_every_tile_in_its_place_and_each_tile_runs_once(shape, tile, overlap):
     scale = 3
-    lr = da.from_array(np.zeros(shape))
-    guide = da.from_array(np.zeros((2, shape[0] * scale, shape[1] * scale), np.float32))
-    fit = _Count()
-    mosaic = tiling.tiled(lr, guide, scale, tile, overlap, fit, exact=False, token=f"ones-{shape}-{tile}")
+    rows, cols = np.indices((shape[0] * scale, shape[1] * scale), dtype=np.float64)
+    lr = da.from_array(np.zeros(shape), chunks=7)  # input chunks unrelated to the tiles
+    guide = da.from_array(np.stack([rows, cols]).astype(np.float32), chunks=(1, 20, 20))
+    fit = _Where(shape[1] * scale)
+    mosaic = tiling.tiled(lr, guide, scale, tile, overlap, fit, exact=False, token=f"where-{shape}-{tile}")
     out = mosaic.compute()
     n_tiles = len(mosaic.chunks[0]) * len(mosaic.chunks[1])
     assert out.shape == (shape[0] * scale, shape[1] * scale)
-    np.testing.assert_allclose(out, 1.0, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(out, rows * shape[1] * scale + cols, rtol=1e-6, atol=0)
     assert fit.calls == n_tiles
 
 
@@ -71,8 +74,8 @@ def test_tiled_bicubic_equals_untiled_bicubic(dsm_crop):
 
 def test_progress_bar_counts_tiles(capsys):
     lr = da.from_array(np.zeros((30, 30)))
-    guide = da.from_array(np.zeros((1, 60, 60), np.float32))
-    mosaic = tiling.tiled(lr, guide, 2, 10, 2, _Count(), exact=False, token="progress")
+    guide = da.from_array(np.zeros((2, 60, 60), np.float32))
+    mosaic = tiling.tiled(lr, guide, 2, 10, 2, _Where(60), exact=False, token="progress")
     with tiling.TileProgress(disable=False):
         mosaic.compute()
     assert "9/9" in capsys.readouterr().err

@@ -69,6 +69,12 @@ def check_options(name: str, options: dict) -> None:
     from . import baselines
 
     _check_baseline_options({"bicubic": baselines.bicubic, "guided": baselines.guided_filter}[name], options)
+    if name == "guided":
+        try:
+            from cv2 import ximgproc  # noqa: F401
+        except ImportError:
+            raise InputError("method 'guided' needs OpenCV's contrib modules, which are not installed: "
+                             "pip install 'geosr[guided]' (opencv-contrib-python-headless)") from None
 
 
 METHODS = {"mmsr": _mmsr, "cmsr": _cmsr, "bicubic": _bicubic, "guided": _guided}
