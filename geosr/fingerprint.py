@@ -240,6 +240,9 @@ def of_arrays(arrays, roles) -> tuple[dict, dict]:
     for a, role in zip(arrays, roles):
         names, derived = sources_of(a)
         files.update(fingerprints(names))
-        if not names or derived:
-            tokens[f"{'computed' if names else 'in-memory'} {role}"] = tokenize(a.data)
+        if names and derived:
+            tokens[f"computed {role}"] = tokenize(a.data)
+        elif not names:  # the encoding may name where it was loaded from: a hint, not a fingerprint
+            hint = f" (its encoding names {a.encoding['source']})" if a.encoding.get("source") else ""
+            tokens[f"in-memory {role}{hint}"] = tokenize(a.data)
     return files, tokens

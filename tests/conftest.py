@@ -121,3 +121,15 @@ def small_files(fieldimager, tmp_path_factory):
         win = win.round_offsets().round_lengths()
         guide = write_tif(d / "ortho.tif", g.read(window=win), g.crs, g.window_transform(win), nodata=g.nodata)
     return {"source": source, "guide": guide, "dir": d}
+
+
+def ortho_on(grid, ortho):
+    """The orthophoto averaged onto the grid of ``grid`` (a georeferenced DataArray): (3, H, W) float32."""
+    import rasterio
+    from rasterio.warp import Resampling, reproject
+
+    with rasterio.open(ortho) as o:
+        out = np.zeros((3, *grid.shape[-2:]), np.float32)
+        reproject(o.read(), out, src_transform=o.transform, src_crs=o.crs, dst_transform=grid.rio.transform(),
+                  dst_crs=grid.rio.crs, src_nodata=o.nodata, resampling=Resampling.average)
+    return out

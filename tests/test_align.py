@@ -109,18 +109,13 @@ def test_rotation_sign_end_to_end_on_a_georeferenced_guide(fieldimager, tmp_path
     from rasterio.windows import Window
     from scipy import ndimage
 
-    from conftest import degrade, write_tif
+    from conftest import degrade, ortho_on, write_tif
 
     dsm, ortho = fieldimager
     source, _ = degrade(dsm, tmp_path / "src.tif", 4, Window(140, 140, 128, 128))
     src = geosr.open_raster(source)
     on_grid = geosr.superresolve(src, geosr.open_raster(str(ortho)), 4, "bicubic")  # the output grid
-    with rasterio.open(ortho) as o:
-        from rasterio.warp import Resampling, reproject
-
-        grid = np.zeros((3, *on_grid.shape), np.float32)
-        reproject(o.read(), grid, src_transform=o.transform, src_crs=o.crs, dst_transform=on_grid.rio.transform(),
-                  dst_crs=o.crs, resampling=Resampling.average)
+    grid = ortho_on(on_grid, ortho)
     turned = np.stack([ndimage.rotate(b, turn, reshape=False, order=1, mode="nearest") for b in grid])
     guide = write_tif(tmp_path / f"turned{turn:+g}.tif", turned, src.rio.crs, on_grid.rio.transform())
     out = geosr.superresolve(src, geosr.open_raster(guide), 4, "guided", align="affine")

@@ -144,26 +144,20 @@ def test_the_halo_widens_to_the_feather_so_tiles_ramp_as_the_whole_raster(fieldi
     feather wider than half the halo would miss gaps beyond the tile: the default halo widens to fit,
     and a halo given too narrow is refused. One scene network predicts every tile, so a tiled run
     equals an untiled one wherever the ramp is the same."""
-    import rasterio
     from rasterio.windows import Window
 
     from geosr.errors import InputError
 
-    from conftest import degrade, write_tif
+    from conftest import degrade, ortho_on, write_tif
 
     dsm, ortho = fieldimager
     source, _ = degrade(dsm, tmp_path / "src.tif", 4, Window(140, 140, 192, 192))  # 48 x 48 cells
     src = geosr.open_raster(source)
-    grid = geosr.superresolve(src, geosr.open_raster(str(ortho)), 4, "bicubic")
-    with rasterio.open(ortho) as o:
-        from rasterio.warp import Resampling, reproject
-
-        g = np.zeros((3, *grid.shape), np.float32)
-        reproject(o.read(), g, src_transform=o.transform, src_crs=o.crs, dst_transform=grid.rio.transform(),
-                  dst_crs=o.crs, resampling=Resampling.average)
+    g = ortho_on(geosr.superresolve(src, geosr.open_raster(str(ortho)), 4, "bicubic"), ortho)
     # A gap just past where the first row of tiles ends with the default halo of 8 cells (output row 128).
     g[:, 128:132, :] = np.nan
-    guide = geosr.open_raster(write_tif(tmp_path / "gap.tif", g, src.rio.crs, grid.rio.transform(), nodata=np.nan))
+    hr = src.rio.transform() @ Affine.scale(1 / 4)
+    guide = geosr.open_raster(write_tif(tmp_path / "gap.tif", g, src.rio.crs, hr, nodata=np.nan))
     run = dict(mode="scene", epochs=5, exact=False, align="none", feather=20, progress=False)
     with pytest.raises(InputError, match="halo of at least 10 source pixels"):
         geosr.superresolve(src, guide, 4, tile_size=24, overlap=8, **run)
