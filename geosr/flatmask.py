@@ -304,7 +304,10 @@ def _rasterize_block(shape, affine, block_info=None):
     corners = [transform @ p for p in ((0, 0), (out_shape[1], 0), (out_shape[1], out_shape[0]), (0, out_shape[0]))]
     if 0 in out_shape or not shape.intersects(box(*np.min(corners, 0), *np.max(corners, 0))):
         return np.zeros(out_shape, bool)
-    return rasterize([(shape, 1)], out_shape=out_shape, transform=transform, fill=0, dtype="uint8").astype(bool)
+    from .sampling import WARP_LOCK
+
+    with WARP_LOCK:  # rasterio's in-memory datasets swap the process's warning filters (geosr.sampling)
+        return rasterize([(shape, 1)], out_shape=out_shape, transform=transform, fill=0, dtype="uint8").astype(bool)
 
 
 def array_mask(flat_mask, lr_shape, scale: int) -> np.ndarray | None:

@@ -6,6 +6,7 @@ from its coordinates: pixel-centre coordinates carry float noise (rioxarray#298)
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 
@@ -14,6 +15,7 @@ import xarray as xr
 from affine import Affine
 from odc.geo.geobox import GeoBox
 
+from . import sampling
 from .errors import InputError
 
 # Guide pixels up to this much larger than output pixels still count as "as fine as the output".
@@ -174,7 +176,12 @@ def guide_onto(guide: xr.DataArray, guide_box: GeoBox, target: GeoBox, resamplin
     g.attrs = {"nodata": np.nan}
     g.encoding = {}
     onto = GeoBox(target.shape, target.affine @ displacement, target.crs) if moved else target
-    out = g.odc.reproject(onto, resampling=resampling, dst_nodata=np.nan)
+    # One GDAL warp at a time (sampling.WARP_LOCK): an in-memory guide is warped right here,
+    # a dask one chunk by chunk in the tasks of the layer odc-geo adds.
+    with sampling.WARP_LOCK if g.chunks is None else contextlib.nullcontext():
+        out = g.odc.reproject(onto, resampling=resampling, dst_nodata=np.nan)
+    if out.chunks is not None:
+        out = out.copy(data=_warps_locked(out.data))
     ydim, xdim = out.odc.spatial_dims  # "latitude"/"longitude" on a geographic grid
     out = out.transpose("band", ydim, xdim).rename({ydim: "y", xdim: "x"})
     if moved:  # the displaced grid's pixels are the target's pixels
@@ -184,6 +191,28 @@ def guide_onto(guide: xr.DataArray, guide_box: GeoBox, target: GeoBox, resamplin
         out = out.drop_vars([c for c in out.coords if c != "band"]).assign_coords(
             {k: v for k, v in coords.items() if k in ("y", "x")})
     return out
+
+
+def _warps_locked(arr):
+    """``arr``, odc-geo's lazy warp, with each task of its top layer (one chunk's warp) run under the lock."""
+    from dask.array import Array
+    from dask.highlevelgraph import HighLevelGraph
+
+    graph = arr.__dask_graph__()
+    top = graph.layers.get(arr.name)
+    if top is None or not all(isinstance(t, tuple) and t and callable(t[0]) for t in top.values()):
+        return arr  # not the graph this was written for: the same values, only unlocked
+    name = f"geosr-locked-{arr.name}"
+    layers = {k: v for k, v in graph.layers.items() if k != arr.name}
+    deps = {k: v for k, v in graph.dependencies.items() if k != arr.name}
+    layers[name] = {(name, *key[1:]): (_under_warp_lock, *task) for key, task in top.items()}
+    deps[name] = set(graph.dependencies[arr.name])
+    return Array(HighLevelGraph(layers, deps), name, arr.chunks, dtype=arr.dtype)
+
+
+def _under_warp_lock(func, *args):
+    with sampling.WARP_LOCK:
+        return func(*args)
 
 
 def _units(gbox: GeoBox) -> str:
