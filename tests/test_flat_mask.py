@@ -155,8 +155,8 @@ def test_output_is_bicubic_in_the_mask_and_guided_elsewhere(files, slope_run, bi
 
 def test_alignment_is_measured_on_the_whole_guide(files):
     src, guide = inputs(files)
-    plain = geosr.superresolve(src, guide, SCALE, "bicubic", align="shift", **TILES)
-    masked = geosr.superresolve(src, guide, SCALE, "bicubic", align="shift", flat_mask=THRESHOLD, **TILES)
+    plain = geosr.superresolve(src, guide, SCALE, "guided", align="shift", **TILES)
+    masked = geosr.superresolve(src, guide, SCALE, "guided", align="shift", flat_mask=THRESHOLD, **TILES)
     assert plain.attrs["geosr_align_shift_px"] == masked.attrs["geosr_align_shift_px"]
     assert plain.attrs["geosr_flat_mask"] == "none"
 
@@ -345,15 +345,18 @@ def test_slope_on_a_geographic_source_is_in_metres_and_refused_near_a_pole():
 def test_resuming_with_another_flat_mask_is_refused(files, tmp_path):
     src, guide = inputs(files)
     folder = tmp_path / "ckpt"
-    geosr.superresolve(src, guide, SCALE, "bicubic", flat_mask=THRESHOLD, checkpoint=folder, **TILES)
-    geosr.superresolve(src, guide, SCALE, "bicubic", flat_mask=THRESHOLD, checkpoint=folder, resume=True, **TILES)
-    with pytest.raises(geosr.InputError, match="geosr_flat_mask was 'slope<3 deg', now 'slope<5 deg'"):
-        geosr.superresolve(src, guide, SCALE, "bicubic", flat_mask=5, checkpoint=folder, resume=True, **TILES)
+    geosr.superresolve(src, guide, SCALE, "bicubic", flat_mask=THRESHOLD, checkpoint=folder, **TILES).compute()
+    geosr.superresolve(src, guide, SCALE, "bicubic", flat_mask=THRESHOLD, checkpoint=folder, resume=True,
+                       **TILES).compute()
+    with pytest.raises(geosr.InputError, match="flat_mask was 'slope<3 deg', now 'slope<5 deg'"):
+        geosr.superresolve(src, guide, SCALE, "bicubic", flat_mask=5, checkpoint=folder, resume=True,
+                           **TILES).compute()
     # A mask file is keyed by its content, like the inputs.
     ring = square_in_lonlat(files, rows=[0, 0, 40, 40], cols=[0, 40, 40, 0])
     path = write_geojson(tmp_path / "m.geojson", ring)
     other = tmp_path / "ckpt2"
-    geosr.superresolve(src, guide, SCALE, "bicubic", flat_mask=path, checkpoint=other, **TILES)
+    geosr.superresolve(src, guide, SCALE, "bicubic", flat_mask=path, checkpoint=other, **TILES).compute()
     write_geojson(tmp_path / "m.geojson", square_in_lonlat(files, rows=[0, 0, 50, 50], cols=[0, 50, 50, 0]))
     with pytest.raises(geosr.InputError, match="m.geojson changed"):
-        geosr.superresolve(src, guide, SCALE, "bicubic", flat_mask=path, checkpoint=other, resume=True, **TILES)
+        geosr.superresolve(src, guide, SCALE, "bicubic", flat_mask=path, checkpoint=other, resume=True,
+                           **TILES).compute()
