@@ -32,7 +32,7 @@ def test_cmsr_learned_warp_follows_a_shifted_guide(vhm_pairs):
     src = avg_pool(t, 4)
 
     def warp(guide):
-        _, info = geosr.superresolve_array(src, guide, 4, "cmsr", align="none", steps=150, ensemble=False,
+        _, info = geosr.superresolve_array(src, guide, 4, "cmsr", align="none", steps=150, self_ensemble=False,
                                            return_info=True, progress=False)
         return info.details["warp"]["mean_shift_px"]
 
@@ -57,3 +57,13 @@ def test_cmsr_from_the_accessor_and_the_cli_keeps_the_grid(small_files, tmp_path
     with rasterio.open(path) as r:
         assert r.tags()["geosr_method"] == "cmsr"
         np.testing.assert_allclose(r.read(1), out.values, rtol=0, atol=1e-5)
+
+
+def test_cmsr_self_ensemble_is_its_own_option():
+    """``ensemble`` is the quality layers' seed ensemble; CMSR's rotations/flips are ``self_ensemble``."""
+    from geosr.errors import InputError
+    from geosr.methods.cmsr import config_for
+
+    assert config_for(self_ensemble=False).self_ensemble is False
+    with pytest.raises(InputError, match="self_ensemble"):
+        config_for(ensemble=False)

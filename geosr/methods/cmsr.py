@@ -6,7 +6,8 @@ upsampling back gives the "LR son"; the guide, averaged onto the source grid, is
 the same way. A network learns son (+ guide) -> father with an L1 loss, together with a
 warp of the guide (affine + smooth field) that moves a weakly aligned guide onto the
 source. It is then run on the real source with the full-resolution guide, warped by the
-learned transform, over the 8 rotations/flips (median), each back-projected.
+learned transform, over the 8 rotations/flips (ZSSR's geometric self-ensemble, median),
+each back-projected.
 
 Where geosr departs from the published code (TensorFlow, camillarhodes/CMSR), and why:
 - The son is made by averaging (geosr's sensor model, as in the cycle loss and
@@ -44,11 +45,14 @@ class CMSRConfig:
     lr: float = 1e-3
     warp_lr_scale: float = 0.3  # the warp's learning rate relative to the networks'
     warp_grid: int = 4          # the smooth field's control grid (warp_grid x warp_grid)
-    ensemble: bool = True       # 8 rotations/flips at inference, median, as in ZSSR
-    backprojection: int = 6     # back-projection iterations on each ensemble member
+    self_ensemble: bool = True  # ZSSR's geometric self-ensemble: 8 rotations/flips at inference, median
+    backprojection: int = 6     # back-projection iterations on each self-ensemble member
 
 
 def config_for(**overrides) -> CMSRConfig:
+    if "ensemble" in overrides:
+        raise InputError("CMSR's 8 rotations/flips at inference are now the option self_ensemble (ZSSR's "
+                         "geometric self-ensemble); ensemble=N is the quality layers' ensemble over seeds")
     fields = {f.name for f in dataclasses.fields(CMSRConfig)}
     unknown = set(overrides) - fields
     if unknown:
@@ -119,8 +123,8 @@ def run(pair: Pair, device=None, seed: int = 0, progress=None, **overrides) -> t
             up = tensor((pair.bicubic_filled - mean) / std)[None, None]
             warped = net.warp(guide_hr)
             members = []
-            for k in range(4 if cfg.ensemble else 1):
-                for flip in ((False, True) if cfg.ensemble else (False,)):
+            for k in range(4 if cfg.self_ensemble else 1):
+                for flip in ((False, True) if cfg.self_ensemble else (False,)):
                     out = net(_augment(up, k, flip), _augment(warped, k, flip))
                     out = _unaugment(out, k, flip)[0, 0].double().cpu().numpy() * std + mean
                     if cfg.backprojection:
