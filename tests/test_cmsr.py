@@ -67,3 +67,31 @@ def test_cmsr_self_ensemble_is_its_own_option():
     assert config_for(self_ensemble=False).self_ensemble is False
     with pytest.raises(InputError, match="self_ensemble"):
         config_for(ensemble=False)
+
+
+@pytest.mark.parametrize("scale", [3, 4])
+def test_cmsr_trains_on_the_cubic_that_inference_uses(scale):
+    """The son is upsampled by the function inference applies to the real source (GDAL's a = -0.5 cubic),
+    not by torch's a = -0.75 bicubic, which puts a ripple on planar slopes."""
+    import torch
+    import torch.nn.functional as F
+
+    from geosr.methods.cmsr import upsampled_son
+    from geosr.pair import prepare_pair
+    from geosr.psf import AREA
+
+    rng = np.random.default_rng(0)
+    src = rng.normal(size=(13 * scale, 11 * scale))
+    son = avg_pool(src, scale)
+    inference = prepare_pair(son, np.zeros((1, *src.shape)), scale).bicubic_filled
+    np.testing.assert_allclose(upsampled_son(src, scale, AREA), inference, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(upsampled_son(src, scale, AREA, 1, 2),
+                               upsampled_son(src[1:1 + 12 * scale, 2:2 + 10 * scale], scale, AREA), rtol=0, atol=1e-12)
+
+    yy, xx = np.mgrid[: 13 * scale, : 11 * scale]
+    plane = 0.3 * yy - 0.7 * xx
+    inner = (slice(2 * scale, -2 * scale),) * 2  # GDAL is bilinear within two pixels of the border
+    np.testing.assert_allclose(upsampled_son(plane, scale, AREA)[inner], plane[inner], rtol=0, atol=1e-9)
+    torch_bicubic = F.interpolate(torch.from_numpy(avg_pool(plane, scale))[None, None], scale_factor=scale,
+                                  mode="bicubic", align_corners=False)[0, 0].numpy()
+    assert np.abs(torch_bicubic - plane)[inner].max() > 0.01

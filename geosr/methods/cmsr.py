@@ -11,7 +11,9 @@ each back-projected.
 
 Where geosr departs from the published code (TensorFlow, camillarhodes/CMSR), and why:
 - The son is made by averaging (geosr's sensor model, as in the cycle loss and
-  ``exact``), not by a bicubic kernel.
+  ``exact``), not by a bicubic kernel. It is upsampled back with the cubic that inference
+  applies to the real source (GDAL's, a = -0.5; torch's bicubic is a = -0.75), over the
+  whole source, so a crop's son keeps its real neighbours as the source does at inference.
 - Augmentation is the 8 rotations/flips only; the code's random affine/scale
   augmentation and its gradual (x2 then x4) schedule are left out, for CPU cost.
 - The smooth deformation is a bicubically interpolated grid of displacements, not
@@ -32,7 +34,8 @@ import numpy as np
 from ..backprojection import back_project
 from ..errors import InputError
 from ..pair import Pair
-from ..psf import degrade_torch
+from ..psf import degrade
+from ..sampling import upsample
 
 
 @dataclass(frozen=True)
@@ -86,11 +89,20 @@ def run(pair: Pair, device=None, seed: int = 0, progress=None, **overrides) -> t
     mean, std = pair.source_statistics
     tensor = partial(to_device, device=dev)
 
-    lr_src = tensor((pair.source_filled - mean) / std)[None, None]
+    lr_src = (pair.source_filled - mean) / std
+    father_src = tensor(lr_src)[None, None]
     lr_valid = tensor(pair.source_valid)[None, None]
     guide_hr = tensor(pair.guide)[None]
     guide_lr = F.avg_pool2d(guide_hr, s)  # the guide at the father's (the source's) resolution
     crop_h, crop_w = (min(cfg.crop, h) // s) * s, (min(cfg.crop, w) // s) * s
+    sons = {}  # phase (y % s, x % s) -> upsampled son of the whole source, made on first use
+
+    def son_crop(y, x):
+        phase = (y % s, x % s)
+        if phase not in sons:
+            sons[phase] = tensor(upsampled_son(lr_src, s, pair.psf, *phase))[None, None]
+        return sons[phase][..., y - phase[0]:y - phase[0] + crop_h, x - phase[1]:x - phase[1] + crop_w]
+
 
     with seeded(seed, dev):
         net = CMSRNet(pair.guide.shape[0], cfg.channels, guide_channels=cfg.guide_channels,
@@ -99,19 +111,18 @@ def run(pair: Pair, device=None, seed: int = 0, progress=None, **overrides) -> t
 
         def step_loss(epoch):
             warped = net.warp(guide_lr)  # the whole LR guide, so the warp is one map for the scene
-            fathers, guides, valids = [], [], []
+            fathers, ups, guides, valids = [], [], [], []
             for _ in range(cfg.batch):
                 y = int(torch.randint(0, h - crop_h + 1, (1,), generator=gen))
                 x = int(torch.randint(0, w - crop_w + 1, (1,), generator=gen))
                 k = int(torch.randint(0, 4, (1,), generator=gen))
                 flip = bool(torch.randint(0, 2, (1,), generator=gen))
                 win = (slice(None), slice(None), slice(y, y + crop_h), slice(x, x + crop_w))
-                fathers.append(_augment(lr_src[win], k, flip))
+                fathers.append(_augment(father_src[win], k, flip))
+                ups.append(_augment(son_crop(y, x), k, flip))
                 guides.append(_augment(warped[win], k, flip))
                 valids.append(_augment(lr_valid[win], k, flip))
-            father, guide, valid = torch.cat(fathers), torch.cat(guides), torch.cat(valids)
-            son = degrade_torch(father, s, pair.psf)  # pseudo-LR made by the same sensor
-            up = F.interpolate(son, size=father.shape[-2:], mode="bicubic", align_corners=False)
+            father, up, guide, valid = (torch.cat(t) for t in (fathers, ups, guides, valids))
             diff = (net(up, guide) - father).abs()
             return (diff * valid).sum() / valid.sum().clamp_min(1)
 
@@ -137,6 +148,21 @@ def run(pair: Pair, device=None, seed: int = 0, progress=None, **overrides) -> t
                "warp": {"mean_shift_px": [dx, dy], "largest_displacement_px": largest,
                         "affine": net.warp.affine.detach().cpu().numpy().tolist()}}
     return pred, details
+
+
+def upsampled_son(source: np.ndarray, scale: int, psf, py: int = 0, px: int = 0) -> np.ndarray:
+    """The source from (py, px) on, seen by the sensor one scale down and upsampled back as inference
+    upsamples the real source (:attr:`Pair.bicubic_filled`: GDAL's cubic, a = -0.5, and its border rule).
+
+    A father crop at (y, x), sides multiples of ``scale``, reads its input at (y - py, x - px) of
+    phase (y % scale, x % scale): the crop's son upsampled with its real neighbours, as at
+    inference, where GDAL's border rule (bilinear within two pixels of the edge) applies only at
+    the raster's border. Upsampling each son crop alone would put that border rule on a third
+    of a 48-pixel crop. Per phase, the result is the size of the source.
+    """
+    n_h, n_w = (source.shape[0] - py) // scale, (source.shape[1] - px) // scale
+    father = source[py:py + n_h * scale, px:px + n_w * scale]
+    return upsample(degrade(father, scale, psf), scale, "cubic")
 
 
 def _augment(t, k, flip):
