@@ -95,3 +95,12 @@ def test_cmsr_trains_on_the_cubic_that_inference_uses(scale):
     torch_bicubic = F.interpolate(torch.from_numpy(avg_pool(plane, scale))[None, None], scale_factor=scale,
                                   mode="bicubic", align_corners=False)[0, 0].numpy()
     assert np.abs(torch_bicubic - plane)[inner].max() > 0.01
+
+
+def test_cmsr_runs_on_a_source_narrower_than_its_crop(depth_pairs):
+    """A 24 x 10 source gives 24 x 8 crops; a quarter turn of one would not batch with the others."""
+    truth, guides = depth_pairs
+    t, g = truth[0][:96, :40], guides[0][:, :96, :40]
+    out = geosr.superresolve_array(avg_pool(t, 4), g, 4, "cmsr", align="none", steps=8, channels=8,
+                                   progress=False)
+    assert out.shape == t.shape and np.isfinite(out).all()

@@ -14,7 +14,8 @@ Where geosr departs from the published code (TensorFlow, camillarhodes/CMSR), an
   ``exact``), not by a bicubic kernel. It is upsampled back with the cubic that inference
   applies to the real source (GDAL's, a = -0.5; torch's bicubic is a = -0.75), over the
   whole source, so a crop's son keeps its real neighbours as the source does at inference.
-- Augmentation is the 8 rotations/flips only; the code's random affine/scale
+- Augmentation is the 8 rotations/flips only (4 where the source is narrower than
+  ``crop``, whose crops a quarter turn would not fit); the code's random affine/scale
   augmentation and its gradual (x2 then x4) schedule are left out, for CPU cost.
 - The smooth deformation is a bicubically interpolated grid of displacements, not
   CPAB + thin-plate spline; both are smooth, low-dimensional warps learned by the loss.
@@ -103,6 +104,9 @@ def run(pair: Pair, device=None, seed: int = 0, progress=None, **overrides) -> t
             sons[phase] = tensor(upsampled_son(lr_src, s, pair.psf, *phase))[None, None]
         return sons[phase][..., y - phase[0]:y - phase[0] + crop_h, x - phase[1]:x - phase[1] + crop_w]
 
+    # A quarter turn would swap the sides of a non-square crop (a source narrower than ``crop``),
+    # which then cannot be batched: such crops are only flipped and half-turned.
+    turns = 4 if crop_h == crop_w else 2
 
     with seeded(seed, dev):
         net = CMSRNet(pair.guide.shape[0], cfg.channels, guide_channels=cfg.guide_channels,
@@ -115,7 +119,7 @@ def run(pair: Pair, device=None, seed: int = 0, progress=None, **overrides) -> t
             for _ in range(cfg.batch):
                 y = int(torch.randint(0, h - crop_h + 1, (1,), generator=gen))
                 x = int(torch.randint(0, w - crop_w + 1, (1,), generator=gen))
-                k = int(torch.randint(0, 4, (1,), generator=gen))
+                k = int(torch.randint(0, turns, (1,), generator=gen)) * (4 // turns)
                 flip = bool(torch.randint(0, 2, (1,), generator=gen))
                 win = (slice(None), slice(None), slice(y, y + crop_h), slice(x, x + crop_w))
                 fathers.append(_augment(father_src[win], k, flip))
@@ -134,7 +138,7 @@ def run(pair: Pair, device=None, seed: int = 0, progress=None, **overrides) -> t
             up = tensor((pair.bicubic_filled - mean) / std)[None, None]
             warped = net.warp(guide_hr)
             members = []
-            for k in range(4 if cfg.self_ensemble else 1):
+            for k in range(0, 4, 4 // turns) if cfg.self_ensemble else (0,):  # the turns it was trained on
                 for flip in ((False, True) if cfg.self_ensemble else (False,)):
                     out = net(_augment(up, k, flip), _augment(warped, k, flip))
                     out = _unaugment(out, k, flip)[0, 0].double().cpu().numpy() * std + mean
