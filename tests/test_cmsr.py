@@ -104,3 +104,22 @@ def test_cmsr_runs_on_a_source_narrower_than_its_crop(depth_pairs):
     out = geosr.superresolve_array(avg_pool(t, 4), g, 4, "cmsr", align="none", steps=8, channels=8,
                                    progress=False)
     assert out.shape == t.shape and np.isfinite(out).all()
+
+
+def test_cmsr_back_projects_only_onto_valid_cells(depth_pairs):
+    """Over a hole in the source, back-projection must leave each self-ensemble member as the network made
+    it, not pull its cell means onto the nearest-filled values that stand in for the missing data."""
+    from geosr.methods import cmsr
+    from geosr.pair import prepare_pair
+
+    truth, guides = depth_pairs
+    src = avg_pool(truth[0][:64, :64], 4)
+    src[5:10, 6:10] = np.nan
+    pair = prepare_pair(src, guides[0][:, :64, :64], 4)
+    opts = dict(steps=10, crop=16, channels=8, guide_channels=8)
+    raw, _ = cmsr.run(pair, **opts, backprojection=0)
+    fitted, _ = cmsr.run(pair, **opts)
+    hole = ~pair.hr_valid
+    np.testing.assert_allclose(fitted[hole], raw[hole], rtol=1e-6)
+    cells = avg_pool(fitted, 4)
+    assert np.abs(cells - src)[pair.source_valid].max() < 0.05 * np.nanstd(src)

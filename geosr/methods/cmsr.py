@@ -142,9 +142,9 @@ def run(pair: Pair, device=None, seed: int = 0, progress=None, **overrides) -> t
                 for flip in ((False, True) if cfg.self_ensemble else (False,)):
                     out = net(_augment(up, k, flip), _augment(warped, k, flip))
                     out = _unaugment(out, k, flip)[0, 0].double().cpu().numpy() * std + mean
-                    if cfg.backprojection:
-                        out = back_project(out, pair.source_filled, np.ones_like(pair.source_valid), s,
-                                           cfg.backprojection, psf=pair.psf).astype(np.float64)
+                    if cfg.backprojection:  # onto valid cells only: nearest-filled values are not data
+                        out = back_project(out, pair.source, pair.source_valid, s, cfg.backprojection,
+                                           psf=pair.psf).astype(np.float64)
                     members.append(out)
         dx, dy, largest = net.warp.displacement_pixels(*pair.hr_shape)
     pred = np.median(members, axis=0)
