@@ -123,3 +123,20 @@ def test_cmsr_back_projects_only_onto_valid_cells(depth_pairs):
     np.testing.assert_allclose(fitted[hole], raw[hole], rtol=1e-6)
     cells = avg_pool(fitted, 4)
     assert np.abs(cells - src)[pair.source_valid].max() < 0.05 * np.nanstd(src)
+
+
+def test_cmsr_warp_penalty_spares_translations():
+    """The penalty that keeps the warp from drifting where the guide says little is on its departure from a
+    translation, so a shifted guide is still followed at no cost (the shifted-guide test above)."""
+    import torch
+
+    from geosr.nn.cmsr_net import GuideWarp
+
+    warp = GuideWarp(4)
+    with torch.no_grad():
+        warp.affine[:, 2] = torch.tensor([0.1, -0.05])  # 3.2 and -1.6 px on a 64 x 64 grid
+        assert warp.displacement_pixels(64, 64)[:2] == pytest.approx((3.2, -1.6), abs=1e-4)
+        assert float(warp.nonrigid_displacement(64, 64)) < 1e-9
+        warp.affine[0, 1] = 0.01  # a shear: 0.32 px per 32 rows
+        warp.field[0, 0, 1, 1] = 0.05
+        assert float(warp.nonrigid_displacement(64, 64)) > 0.05
