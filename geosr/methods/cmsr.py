@@ -29,6 +29,18 @@ Where geosr departs from the published code (TensorFlow, camillarhodes/CMSR), an
   little (up to 8.9 px on vegetation-height pair 2, 10 % worse than with the penalty); a
   translation costs nothing, so shifted guides are still followed.
 
+When not to use it (benchmarks/RESULTS.md section 10; compare with bicubic on your data):
+- Smooth DSMs whose relief at the output scale is much weaker than one scale up. CMSR
+  learns how much detail to add one scale down, where it is larger, and over-sharpens:
+  1.08x bicubic on the fieldimager drone DSM at x4 (source-only, without the guide, 2.0x).
+- Fine structure that is absent one scale up: on two of the four fieldimager plot crops
+  the detail at the output scale is 2.2-2.5x that one scale up, so there is nothing to
+  learn it from (1.2x bicubic; narrow 66 x 17 sources, results vary with the seed).
+- x8 on a source of about 32 x 32 pixels: its one crop is the whole source and the son
+  4 x 4, so the network memorises one example (up to 1.5x bicubic), and the warp, learned
+  on a guide 8x coarser than the output, drifts by 3-4 output pixels on an aligned pair.
+mmsr fits the real LR cells instead of a pair one scale down (0.70x bicubic on the same
+drone DSM, section 7).
 """
 from __future__ import annotations
 
