@@ -83,7 +83,7 @@ def superresolve_array(source, guide, scale=4, method: str = "mmsr", *, mask=Non
         available, else CPU), ``seed`` (default 0; same seed and device give the same
         output), ``source_neighbourhood``, ``guide_neighbourhood``, ``channels``, ``lr``,
         ``progress``. See :class:`geosr.methods.mmsr.MMSRConfig`. For cmsr: ``steps``,
-        ``channels``, ``crop``, ``ensemble``, ... (:class:`geosr.methods.cmsr.CMSRConfig`).
+        ``channels``, ``crop``, ``self_ensemble``, ... (:class:`geosr.methods.cmsr.CMSRConfig`).
 
     Returns
     -------

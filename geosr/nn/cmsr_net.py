@@ -46,13 +46,23 @@ class GuideWarp(nn.Module):
         return F.grid_sample(guide, self.sampling_grid(guide.shape), mode="bilinear", padding_mode="border",
                              align_corners=False)
 
+    def displacement(self, h: int, w: int) -> torch.Tensor:
+        """(h, w, 2) in pixels of an (h, w) grid: where the guide is sampled minus where the pixel is, i.e.
+        how far the guide's content was found displaced (geosr.align's convention)."""
+        g = self.sampling_grid((1, 1, h, w))[0]
+        ident = F.affine_grid(torch.eye(2, 3, device=g.device)[None], (1, 1, h, w), align_corners=False)[0]
+        return (g - ident) * torch.tensor([w / 2, h / 2], device=g.device)
+
+    def nonrigid_displacement(self, h: int, w: int) -> torch.Tensor:
+        """Mean squared departure of the warp from a translation, in pixels of an (h, w) grid (differentiable)."""
+        d = self.displacement(h, w)
+        d = d - d.mean((0, 1))
+        return (d * d).sum(-1).mean()
+
     def displacement_pixels(self, h: int, w: int) -> tuple[float, float, float]:
-        """(mean dx, mean dy, largest |d|) in pixels of an (h, w) grid: where the guide is sampled minus where
-        the pixel is, i.e. how far the guide's content was found displaced (geosr.align's convention)."""
+        """(mean dx, mean dy, largest |d|) of :meth:`displacement`."""
         with torch.no_grad():
-            g = self.sampling_grid((1, 1, h, w))[0]
-            ident = F.affine_grid(torch.eye(2, 3)[None], (1, 1, h, w), align_corners=False)[0]
-            d = (g - ident) * torch.tensor([w / 2, h / 2])
+            d = self.displacement(h, w)
             return float(d[..., 0].mean()), float(d[..., 1].mean()), float(d.norm(dim=-1).max())
 
 
