@@ -5,6 +5,7 @@ One "epoch" is one optimisation step over the whole pair, as in the MMSR paper.
 from __future__ import annotations
 
 import contextlib
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -41,22 +42,44 @@ def to_device(array, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array, np.float32)).to(device)
 
 
+_INIT_LOCK = threading.Lock()
+_KERNELS_LOCK = threading.Lock()
+_kernel_users = 0
+_kernel_flags = None
+
+
+def seeded_init(seed: int, make):
+    """``make()`` (a network, built on the CPU) with torch's generator seeded with ``seed``: the
+    same seed gives the same initial weights. torch has one generator per process and a dask
+    worker fits several tiles at once on its threads, so seeding and drawing happen under one
+    lock; the caller's random state is restored. Training draws only from its own generators."""
+    with _INIT_LOCK, torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        return make()
+
+
 @contextlib.contextmanager
-def seeded(seed: int, device: torch.device):
-    """Seed torch for the block, and on CUDA ask cuDNN for deterministic kernels, so the same
-    seed on the same device gives the same output. The caller's random state and cuDNN
-    settings are restored afterwards."""
-    cuda = device.type == "cuda"
+def deterministic_kernels(device: torch.device):
+    """On CUDA, deterministic cuDNN kernels for the block, so a seed gives one output. The flags
+    are process-wide and fits overlap on threads: the first fit in saves the caller's flags, the
+    last one out restores them."""
+    global _kernel_users, _kernel_flags
+    if device.type != "cuda":
+        yield
+        return
     cudnn = torch.backends.cudnn
-    saved = (cudnn.deterministic, cudnn.benchmark)
-    with torch.random.fork_rng(devices=[device] if cuda else [], device_type="cuda" if cuda else "cpu"):
-        torch.manual_seed(seed)
-        if cuda:
+    with _KERNELS_LOCK:
+        if _kernel_users == 0:
+            _kernel_flags = (cudnn.deterministic, cudnn.benchmark)
             cudnn.deterministic, cudnn.benchmark = True, False
-        try:
-            yield
-        finally:
-            cudnn.deterministic, cudnn.benchmark = saved
+        _kernel_users += 1
+    try:
+        yield
+    finally:
+        with _KERNELS_LOCK:
+            _kernel_users -= 1
+            if _kernel_users == 0:
+                cudnn.deterministic, cudnn.benchmark = _kernel_flags
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ the SHA-256 of every input file. ``geosr info OUTPUT.tif`` prints them back.
 
 The same seed on the same device type, with the same thread count and versions, gives
 the same output: geosr seeds torch for each fit and, on CUDA, asks cuDNN for
-deterministic kernels (:func:`geosr.fit.seeded`).
+deterministic kernels (:func:`geosr.fit.seeded_init`, :func:`geosr.fit.deterministic_kernels`).
 """
 from __future__ import annotations
 

@@ -97,7 +97,8 @@ def train(sources, guides, scale: int, *, preset=None, epochs=None, batch_size: 
     """
     import torch
 
-    from .fit import Schedule, autocast, masked_cycle_l1, mixed_precision, optimise, resolve_device, seeded, to_device
+    from .fit import (Schedule, autocast, deterministic_kernels, masked_cycle_l1, mixed_precision, optimise,
+                      resolve_device, seeded_init, to_device)
     from .methods.mmsr import DEFAULT_SCENE_PRESET, config_for
     from .nn.mmsr_net import MMSRNet
 
@@ -135,8 +136,9 @@ def train(sources, guides, scale: int, *, preset=None, epochs=None, batch_size: 
     if batch_size < 1:
         raise InputError(f"batch_size must be an integer >= 1, got {batch_size}")
     batch_size = min(batch_size, len(pairs))
-    with seeded(seed, dev):
-        net = MMSRNet(guide.shape[1], cfg.channels, cfg.source_neighbourhood, cfg.guide_neighbourhood).to(dev)
+    net = seeded_init(seed, lambda: MMSRNet(guide.shape[1], cfg.channels, cfg.source_neighbourhood,
+                                            cfg.guide_neighbourhood)).to(dev)
+    with deterministic_kernels(dev):
         order = torch.Generator().manual_seed(seed)
         net.train()
 

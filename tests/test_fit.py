@@ -43,3 +43,37 @@ def test_loss_ignores_invalid_cells():
     assert masked_cycle_l1(pred, target, valid, 4).item() == 25.0
     valid[..., 0, 0] = 0
     assert masked_cycle_l1(pred, target, valid, 4).item() == 0.0
+
+
+def test_fits_on_threads_at_once_equal_fits_one_at_a_time(depth_pairs):
+    """A dask worker with several threads fits several tiles at once (geosr.cluster.fit_slot).
+    torch's random generator is one per process: seeding it in each fit let a neighbour's
+    seed or draws reach this fit's weights, so a tile's output depended on what ran beside it."""
+    import threading
+
+    import numpy as np
+
+    from geosr.api import superresolve_array
+
+    target, guides = depth_pairs
+    lr = target[0, :32, :32].reshape(8, 4, 8, 4).mean(axis=(1, 3))
+    guide = guides[0][:, :32, :32]
+
+    def fit(seed):
+        return superresolve_array(lr, guide, 4, "mmsr", epochs=2, seed=seed, channels=8, align="none", progress=False)
+
+    alone = {seed: fit(seed) for seed in range(4)}
+    for _ in range(3):
+        start, together = threading.Barrier(4), {}
+
+        def run(seed):
+            start.wait()
+            together[seed] = fit(seed)
+
+        threads = [threading.Thread(target=run, args=(seed,)) for seed in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for seed in range(4):
+            np.testing.assert_array_equal(together[seed], alone[seed])

@@ -141,6 +141,7 @@ def test_ensemble_spread_is_the_std_over_seeds(files, tmp_path):
     assert res.exit_code != 0 and "give --quality FILE as well" in res.output
     res = CliRunner().invoke(main, ["upsample", files["source"], files["guide"], *RUN, "--method", "bicubic",
                                     "--ensemble", "2", "--quality", str(tmp_path / "q2.tif"), "-o", str(tmp_path / "b.tif")])
-    assert res.exit_code != 0 and "--ensemble does not apply to --method bicubic" in res.output
+    assert res.exit_code != 0 and "do not apply to --method bicubic" in res.output, res.output
+    assert "--ensemble (the method gives the same output for any seed)" in res.output
     with pytest.raises(InputError, match="needs a learned method"):
         geosr.api.check_ensemble("bicubic", 2)

@@ -96,7 +96,7 @@ def run(pair: Pair, device=None, seed: int = 0, progress=None, **overrides) -> t
     import torch
     import torch.nn.functional as F
 
-    from ..fit import Schedule, optimise, resolve_device, seeded, to_device
+    from ..fit import Schedule, optimise, deterministic_kernels, resolve_device, seeded_init, to_device
     from ..nn.cmsr_net import CMSRNet
 
     cfg = config_for(**overrides)
@@ -127,9 +127,9 @@ def run(pair: Pair, device=None, seed: int = 0, progress=None, **overrides) -> t
     # which then cannot be batched: such crops are only flipped and half-turned.
     turns = 4 if crop_h == crop_w else 2
 
-    with seeded(seed, dev):
-        net = CMSRNet(pair.guide.shape[0], cfg.channels, guide_channels=cfg.guide_channels,
-                      warp_grid=cfg.warp_grid).to(dev)
+    net = seeded_init(seed, lambda: CMSRNet(pair.guide.shape[0], cfg.channels, guide_channels=cfg.guide_channels,
+                                            warp_grid=cfg.warp_grid)).to(dev)
+    with deterministic_kernels(dev):
         gen = torch.Generator().manual_seed(seed)
 
         def step_loss(epoch):

@@ -108,8 +108,8 @@ def run(pair: Pair, preset: str | None = None, device=None, seed: int = 0, progr
             raise InputError(f"with a trained scene model the network is fixed; drop {sorted(overrides) or ['preset']}")
         return predict(model, pair, device=device, amp=amp)
 
-    from ..fit import (Schedule, autocast, masked_cycle_l1, mixed_precision, optimise, resolve_device, seeded,
-                       to_device)
+    from ..fit import (Schedule, autocast, deterministic_kernels, masked_cycle_l1, mixed_precision, optimise,
+                       resolve_device, seeded_init, to_device)
     from ..nn.mmsr_net import MMSRNet
 
     cfg = config_for(preset, **overrides)
@@ -127,9 +127,9 @@ def run(pair: Pair, preset: str | None = None, device=None, seed: int = 0, progr
     h, w = pair.hr_shape
     if checkpointing is None:
         checkpointing = h * w * cfg.channels > _CHECKPOINT_ABOVE
-    with seeded(seed, dev):
-        net = MMSRNet(pair.guide.shape[0], cfg.channels, cfg.source_neighbourhood, cfg.guide_neighbourhood,
-                      checkpointing=checkpointing).to(dev)
+    net = seeded_init(seed, lambda: MMSRNet(pair.guide.shape[0], cfg.channels, cfg.source_neighbourhood,
+                                            cfg.guide_neighbourhood, checkpointing=checkpointing)).to(dev)
+    with deterministic_kernels(dev):
         schedule = Schedule(cfg.epochs, cfg.lr, cfg.lr_decay, cfg.lr_decay_every)
         net.train()
 
