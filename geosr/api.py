@@ -536,8 +536,9 @@ def _positive_int(v, name, low=1):
     return int(v)
 
 
-def _fit_tile(source, guide, model=None, *, scale, method, exact, feather, psf, options):
-    """One tile pair through the core engine (runs in a dask worker); ``model``: a trained scene model."""
+def _fit_tile(source, guide, model=None, *, scale, method, exact, feather, psf, options, frame=FRAME):
+    """One tile pair through the core engine (runs in a dask worker); ``model``: a trained scene model;
+    ``frame``: the tile's sides on the raster's edge."""
     if not np.isfinite(source).any():
         return np.full((source.shape[0] * scale, source.shape[1] * scale), np.nan, np.float32)
     if not np.isfinite(guide).all(axis=0).any():  # no guide here: bicubic, nothing to fit
@@ -546,4 +547,4 @@ def _fit_tile(source, guide, model=None, *, scale, method, exact, feather, psf, 
         options = {**options, "model": model}
     with _FIT_LOCK:
         return superresolve_array(source, guide, scale, method, exact=exact, feather=feather, align="none", psf=psf,
-                                  **{"progress": False, **options})
+                                  frame=frame, **{"progress": False, **options})

@@ -19,6 +19,7 @@ exactness correction can be re-applied after blending.
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 
@@ -67,7 +68,9 @@ def tiled(source, guide, scale: int, tile_size: int, overlap: int, fit, exact: b
     """Lazy HR float32 mosaic of ``fit(lr_tile, hr_guide_tile[, model])`` over all tiles.
 
     source: dask (h, w) float64, NaN = invalid. guide: dask (bands, h*scale, w*scale).
-    ``fit`` must be a picklable function (it may run in another process). ``model``: a
+    ``fit`` must be a picklable function (it may run in another process); it is called with
+    ``frame=(top, bottom, left, right)``, True on the tile's sides without a halo: the raster's
+    edge, or every side with ``overlap=0`` (:attr:`geosr.pair.Pair.frame`). ``model``: a
     dask Delayed passed to every fit (a scene model). ``store``: a
     :class:`geosr.checkpoint.TileStore`; tiles already in it are loaded, not fitted (nor
     read), and new ones are saved. ``resources``: dask worker resources the fit tasks
@@ -99,7 +102,8 @@ def tiled(source, guide, scale: int, tile_size: int, overlap: int, fit, exact: b
             if store is not None and store.has_tile(i, j):
                 fits[(fit_name, i, j)] = (_load_tile, store, (i, j), wy, wx)
             else:
-                fits[(fit_name, i, j)] = (_fit_tile, (lo.name, i, j), (ho.name, 0, i, j), wy, wx, fit,
+                at_frame = partial(fit, frame=(yb == 0, ya == 0, xb == 0, xa == 0))
+                fits[(fit_name, i, j)] = (_fit_tile, (lo.name, i, j), (ho.name, 0, i, j), wy, wx, at_frame,
                                           None if model is None else model.key, store, (i, j))
     blends = {}
     cores_y, cores_x = _cores(ys, scale), _cores(xs, scale)

@@ -4,6 +4,9 @@ The network zero-pads its convolutions and adaptive filters, which showed as str
 frame (notebook 01's difference map); now it sees a mirrored margin there instead
 (benchmarks/RESULTS.md section 10).
 """
+import threading
+
+import dask.array as da
 import numpy as np
 import pytest
 
@@ -79,3 +82,26 @@ def test_margin_changes_only_pixels_within_reach_of_the_frame(depth_pairs):
     far = d >= reach(5, 3)
     np.testing.assert_allclose(with_margin[far], without[far], rtol=1e-6)  # float32 sums in another order
     assert np.abs(with_margin[d == 0] - without[d == 0]).max() > 1e-3 * truth.std()
+
+
+def test_tiles_are_told_which_sides_are_the_frame():
+    """Only the sides without a halo get the margin; with overlap=0 that is every side."""
+    from geosr import tiling
+
+    seen, lock = {}, threading.Lock()
+
+    def fit(lr, guide, frame):
+        with lock:
+            seen[lr.shape, frame] = seen.get((lr.shape, frame), 0) + 1
+        return np.zeros(guide.shape[1:])
+
+    lr = da.from_array(np.zeros((30, 20)))
+    guide = da.from_array(np.zeros((1, 60, 40)))
+    tiling.tiled(lr, guide, 2, 10, 2, fit, exact=False, token="frame-3x2").compute()
+    frames = sorted(f for _, f in seen)
+    # 3 x 2 tiles: (top, bottom, left, right)
+    assert frames == sorted([(True, False, True, False), (True, False, False, True), (False, False, True, False),
+                             (False, False, False, True), (False, True, True, False), (False, True, False, True)])
+    seen.clear()
+    tiling.tiled(lr, guide, 2, 10, 0, fit, exact=False, token="frame-no-overlap").compute()
+    assert {f for _, f in seen} == {(True, True, True, True)}
