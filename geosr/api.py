@@ -16,7 +16,7 @@ from .errors import InputError
 from .flatmask import array_mask
 from .methods import check_options, get_method
 from .metrics import CycleResidual, cycle_residual
-from .pair import MIN_FEATHER, blend, check_scale, prepare_pair
+from .pair import FRAME, MIN_FEATHER, blend, check_scale, prepare_pair
 from .psf import psf_from
 
 
@@ -39,7 +39,7 @@ class SRInfo:
 
 def superresolve_array(source, guide, scale=4, method: str = "mmsr", *, mask=None, exact: bool = True,
                        feather: float | None = None, align: str = DEFAULT_ALIGN, flat_mask=None, psf: str = "area",
-                       psf_sigma: float | None = None, return_info: bool = False, **options):
+                       psf_sigma: float | None = None, return_info: bool = False, frame=FRAME, **options):
     """Super-resolve a 2-D ``source`` by ``scale`` using a co-registered HR ``guide``.
 
     Parameters
@@ -78,6 +78,10 @@ def superresolve_array(source, guide, scale=4, method: str = "mmsr", *, mask=Non
         :func:`superresolve` takes one, this function only a boolean mask.
     return_info : if True, return ``(output, SRInfo)``; the info carries the achieved cycle
         residual (RMSE and maximum) whether or not ``exact`` is on.
+    frame : which sides (top, bottom, left, right) of the arrays are the raster's edge (default
+        all). MMSR's network sees a mirrored margin beyond them, so its zero padding does not
+        show along the frame (benchmarks/RESULTS.md section 13). False marks a tile's inner
+        side, which has a real halo (:mod:`geosr.tiling` passes it).
     **options : method options. For mmsr: ``preset`` ("fast" default, "depth" = the paper's
         11/5 windows, "remote-sensing" = 5/3), ``epochs``, ``device`` (None = CUDA if
         available, else CPU), ``seed`` (default 0; same seed and device give the same
@@ -105,6 +109,7 @@ def superresolve_array(source, guide, scale=4, method: str = "mmsr", *, mask=Non
         pair = prepare_pair(source, guide, scale, mask=mask, feather=feather, psf=psf)
     if flat is not None and flat.any():  # after the alignment, which needs the whole guide
         pair = prepare_pair(source, _without(guide, flat), scale, mask=mask, feather=feather, psf=psf)
+    pair.frame = tuple(frame)
     prediction, details = run(pair, **options)
     if alignment is not None:
         details = {**details, "alignment": alignment.attrs()}
@@ -562,8 +567,9 @@ def _positive_int(v, name, low=1):
     return int(v)
 
 
-def _fit_tile(source, guide, model=None, *, scale, method, exact, feather, psf, options):
-    """One tile pair through the core engine (runs in a dask worker); ``model``: a trained scene model."""
+def _fit_tile(source, guide, model=None, *, scale, method, exact, feather, psf, options, frame=FRAME):
+    """One tile pair through the core engine (runs in a dask worker); ``model``: a trained scene model;
+    ``frame``: the tile's sides on the raster's edge."""
     if not np.isfinite(source).any():
         return np.full((source.shape[0] * scale, source.shape[1] * scale), np.nan, np.float32)
     if not np.isfinite(guide).all(axis=0).any():  # no guide here: bicubic, nothing to fit
@@ -574,4 +580,4 @@ def _fit_tile(source, guide, model=None, *, scale, method, exact, feather, psf, 
 
     with fit_slot():
         return superresolve_array(source, guide, scale, method, exact=exact, feather=feather, align="none", psf=psf,
-                                  **{"progress": False, **options})
+                                  frame=frame, **{"progress": False, **options})

@@ -19,6 +19,8 @@ from .sampling import fill_nearest, repeat_cells, upsample
 # The default feather is at least this many HR pixels: about the reach of MMSR's guide
 # path (six 3x3 convolutions), so pixels whose features see the invalid guide are ramped.
 MIN_FEATHER = 8
+# Sides of a pair (top, bottom, left, right) that are the raster's edge: all of them for a whole raster.
+FRAME = (True, True, True, True)
 
 
 @dataclass
@@ -35,6 +37,9 @@ class Pair:
     guide_mean, guide_std: (c,) the statistics ``guide`` was standardised with, so a
                    model trained on a whole scene can re-standardise with the scene's.
     psf:           the sensor model (:mod:`geosr.psf`) the methods fit and ``exact`` keeps.
+    frame:         which sides (top, bottom, left, right) are the raster's edge; False marks a
+                   tile's inner side, which has a real halo.
+    margin:        LR cells mirrored onto each side by :meth:`mirrored` (0 for a pair as given).
     """
 
     source: np.ndarray
@@ -45,6 +50,43 @@ class Pair:
     guide_mean: np.ndarray = None
     guide_std: np.ndarray = None
     psf: PSF = AREA
+    frame: tuple = FRAME
+    margin: tuple = (0, 0, 0, 0)
+
+    def mirrored(self, cells: int) -> "Pair":
+        """This pair mirrored outwards by ``cells`` LR cells on its frame sides, for a network to see.
+
+        A network's zero padding spoils the pixels within its reach of the image's edge. A tile's
+        inner sides have halos whose outer half the blend discards; the raster's frame has none,
+        so there the network gets a mirrored margin, which :meth:`crop` removes from its output.
+        The mirror is about the frame line, so source and guide stay co-registered.
+        """
+        t, b, l, r = (cells if side else 0 for side in self.frame)
+        if not any((t, b, l, r)):
+            return self
+        s = self.scale
+
+        def pad(a, k=1):
+            return np.pad(a, [(0, 0)] * (a.ndim - 2) + [(t * k, b * k), (l * k, r * k)], mode="symmetric")
+
+        wider = Pair(source=pad(self.source), source_valid=pad(self.source_valid), guide=pad(self.guide, s),
+                     guide_weight=pad(self.guide_weight, s), scale=s, guide_mean=self.guide_mean,
+                     guide_std=self.guide_std, psf=self.psf, frame=self.frame, margin=(t, b, l, r))
+        wider.source_statistics = self.source_statistics  # the copies must not shift the standardisation
+        return wider
+
+    def crop(self, hr: np.ndarray) -> np.ndarray:
+        """``hr`` (..., H, W) on this pair's HR grid without the mirrored margin."""
+        t, b, l, r = (m * self.scale for m in self.margin)
+        return hr[..., t:hr.shape[-2] - b, l:hr.shape[-1] - r]
+
+    @property
+    def loss_valid(self) -> np.ndarray:
+        """Valid source cells outside the mirrored margin: the cells a fit is scored on."""
+        t, b, l, r = self.margin
+        inner = np.zeros(self.source_valid.shape, bool)
+        inner[t:inner.shape[0] - b, l:inner.shape[1] - r] = True
+        return self.source_valid & inner
 
     def guide_standardised(self, mean, std) -> np.ndarray:
         """The guide standardised with other per-band statistics (a scene's); invalid pixels 0."""

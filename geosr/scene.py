@@ -164,6 +164,7 @@ def predict(model: SceneModel, pair, device=None, amp: bool | None = None) -> tu
     import torch
 
     from .fit import autocast, mixed_precision, resolve_device, to_device
+    from .methods.mmsr import margin_cells
     from .nn.mmsr_net import MMSRNet
 
     if pair.scale != model.scale or pair.guide.shape[0] != model.guide_bands:
@@ -176,12 +177,13 @@ def predict(model: SceneModel, pair, device=None, amp: bool | None = None) -> tu
     net.load_state_dict({k: torch.from_numpy(v) for k, v in model.state.items()})
     net.to(dev).eval()
 
+    pair = pair.mirrored(margin_cells(cfg["source_neighbourhood"], cfg["guide_neighbourhood"], pair.scale))
     tensor = partial(to_device, device=dev)
 
     source_in = tensor((pair.source_filled - model.source_mean) / model.source_std)[None, None]
     guide = tensor(pair.guide_standardised(model.guide_mean, model.guide_std))[None]
     with torch.no_grad(), autocast(dev, amp):
-        pred = net(guide, source_in)[0, 0].double().cpu().numpy()
+        pred = pair.crop(net(guide, source_in)[0, 0]).double().cpu().numpy()
     return pred * model.source_std + model.source_mean, {"mode": "scene", "device": str(dev), "amp": amp}
 
 

@@ -69,7 +69,9 @@ def tiled(source, guide, scale: int, tile_size: int, overlap: int, fit, exact: b
     """Lazy HR float32 mosaic of ``fit(lr_tile, hr_guide_tile[, model])`` over all tiles.
 
     source: dask (h, w) float64, NaN = invalid. guide: dask (bands, h*scale, w*scale).
-    ``fit`` must be a picklable function (it may run in another process). ``model``: a
+    ``fit`` must be a picklable function (it may run in another process); it is called with
+    ``frame=(top, bottom, left, right)``, True on the tile's sides without a halo: the raster's
+    edge, or every side with ``overlap=0`` (:attr:`geosr.pair.Pair.frame`). ``model``: a
     dask Delayed passed to every fit (a scene model). ``store``: a
     :class:`geosr.checkpoint.TileStore`, opened by a task of the graph when it computes;
     tiles it holds are loaded, not fitted (nor read, where the checkpoint could already be
@@ -122,13 +124,14 @@ def _tiled(source, guide, scale, tile_size, overlap, fit, exact, token, model, s
     wxs = [window(x1 - x0, xb, xa) for x0, x1, xb, xa in x_span]
     model_key, store_key = None if model is None else model.key, None if store is None else opened.key
     fits = {}
-    for i, wy in enumerate(wys):
-        for j, wx in enumerate(wxs):
+    for i, (wy, (_, _, yb, ya)) in enumerate(zip(wys, y_span)):
+        for j, (wx, (_, _, xb, xa)) in enumerate(zip(wxs, x_span)):
             if (i, j) in done:
                 fits[(fit_name, i, j)] = (_load_tile, store_key, (i, j), wy, wx)
             else:
-                fits[(fit_name, i, j)] = (_fit_tile, (lo.name, i, j), (ho.name, 0, i, j), wy, wx, fit, model_key,
-                                          store_key, (i, j))
+                frame = (yb == 0, ya == 0, xb == 0, xa == 0)  # sides without a halo
+                fits[(fit_name, i, j)] = (_fit_tile, (lo.name, i, j), (ho.name, 0, i, j), wy, wx, fit, frame,
+                                          model_key, store_key, (i, j))
     # Per axis, the tiles that reach into each core block, and where: a block's pieces are their product.
     reach_y = _reaching(y_span, _cores(ys, scale))
     reach_x = _reaching(x_span, _cores(xs, scale))
@@ -250,13 +253,13 @@ def _intersect(span, c0, c1):
     return slice(a - t0, b - t0), slice(a - c0, b - c0)
 
 
-def _fit_tile(lr, hr_guide, wy, wx, fit, model=None, store=None, tile=None):
+def _fit_tile(lr, hr_guide, wy, wx, fit, frame, model=None, store=None, tile=None):
     from .cluster import reuse_freed_memory
 
     if store is not None and store.has_tile(*tile):  # saved by an earlier compute of this run
         return _load_tile(store, tile, wy, wx)
     reuse_freed_memory()
-    out = fit(lr, hr_guide) if model is None else fit(lr, hr_guide, model)
+    out = fit(lr, hr_guide, frame=frame) if model is None else fit(lr, hr_guide, model, frame=frame)
     if store is not None:
         # The checkpoint keeps float32, the output's type (float64 tiles took twice the disk
         # the CLI reserves); this run blends what it keeps, so a resumed run equals it bitwise.

@@ -35,7 +35,7 @@ class _Where:
     def __init__(self, width):
         self.width, self.calls, self.lock = width, 0, threading.Lock()
 
-    def __call__(self, lr, guide):
+    def __call__(self, lr, guide, frame):
         with self.lock:
             self.calls += 1
         return guide[0] * self.width + guide[1]
@@ -62,7 +62,7 @@ def test_tiled_bicubic_equals_untiled_bicubic(dsm_crop):
     src = dsm_crop.astype(np.float64)
     guide = np.zeros((1, 128, 128), np.float32)
 
-    def bicubic(lr, g):
+    def bicubic(lr, g, frame=None):
         return superresolve_array(lr, g, 2, method="bicubic", exact=False)
 
     whole = bicubic(src, guide)

@@ -116,11 +116,13 @@ def run(pair: Pair, preset: str | None = None, device=None, seed: int = 0, progr
     dev = resolve_device(device)
     amp = mixed_precision(dev, amp)
     s = pair.scale
+    # The network sees a mirrored margin beyond the raster's frame, and is scored without it.
+    pair = pair.mirrored(margin_cells(cfg.source_neighbourhood, cfg.guide_neighbourhood, s))
     mean, std = pair.source_statistics
     tensor = partial(to_device, device=dev)
 
     source_in = tensor((pair.source_filled - mean) / std)[None, None]
-    valid = tensor(pair.source_valid)[None, None]
+    valid = tensor(pair.loss_valid)[None, None]
     guide = tensor(pair.guide)[None]
     compose = _fallback_blend(pair, mean, std, tensor)
 
@@ -142,11 +144,18 @@ def run(pair: Pair, preset: str | None = None, device=None, seed: int = 0, progr
                            description="mmsr")
         net.eval()
         with torch.no_grad(), autocast(dev, amp):
-            pred = net(guide, source_in)[0, 0].double().cpu().numpy()
+            pred = pair.crop(net(guide, source_in)[0, 0]).double().cpu().numpy()
     details = {"config": dataclasses.asdict(cfg), "preset": preset or DEFAULT_PRESET, "psf": pair.psf.describe(),
                "device": str(dev),
                "seed": seed, "amp": amp, "loss_history": history, "loss_cells": int(valid.sum().item())}
     return pred * std + mean, details
+
+
+def margin_cells(source_neighbourhood: int, guide_neighbourhood: int, scale: int) -> int:
+    """LR cells of mirrored margin that keep the network's zero padding off the pixels at the frame."""
+    from ..nn.mmsr_net import reach
+
+    return -(-reach(source_neighbourhood, guide_neighbourhood) // scale)
 
 
 def _fallback_blend(pair: Pair, mean: float, std: float, tensor):

@@ -23,8 +23,23 @@ class ResBlock(nn.Sequential):
         return x + super().forward(x)
 
 
+# Convolutions in a branch: two, then two residual blocks of two.
+_BRANCH_CONVS = 6
+
+
+def reach(source_neighbourhood: int, guide_neighbourhood: int) -> int:
+    """How many HR pixels from an output pixel the network reads its inputs, hence how far the
+    zero padding at an image's edge reaches in.
+
+    Source-to-guide filters source features (1x1 convolutions of the upsampled source) over the
+    n-window, steered by guide features at the pixel; guide-to-source filters guide features
+    (six 3x3 convolutions deep) over the m-window; the head is 1x1.
+    """
+    return max(source_neighbourhood // 2, _BRANCH_CONVS + guide_neighbourhood // 2)
+
+
 def _branch(c_in: int, channels: int, kernel: int) -> nn.Sequential:
-    """Two convolutions then two residual blocks, as in both MMSR branches."""
+    """Two convolutions then two residual blocks (:data:`_BRANCH_CONVS` in all), as in both MMSR branches."""
     return nn.Sequential(
         _conv(c_in, channels, kernel), nn.ReLU(inplace=True),
         _conv(channels, channels, kernel), nn.ReLU(inplace=True),
