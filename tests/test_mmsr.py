@@ -33,12 +33,13 @@ def test_beats_bicubic_on_real_depth(crop, fitted):
     assert info.details["loss_history"][-1] < 0.5 * info.details["loss_history"][0]
 
 
-def test_same_seed_same_output_other_seed_differs(crop, fitted):
+def test_same_seed_same_output_other_seed_differs(crop):
+    """Reproducibility does not need a converged fit: 20 epochs, three runs."""
     truth, src, guide = crop
-    again = superresolve_array(src, guide, 4, exact=False, **FAST)
-    np.testing.assert_array_equal(again, fitted[0])
-    other = superresolve_array(src, guide, 4, exact=False, seed=1, **FAST)
-    assert not np.array_equal(other, fitted[0])
+    first, again, other = (superresolve_array(src, guide, 4, exact=False, epochs=20, seed=seed, progress=False)
+                           for seed in (0, 0, 1))
+    np.testing.assert_array_equal(again, first)
+    assert np.abs(other - first).max() > 1e-3 * np.ptp(truth)
 
 
 def test_exact_by_default_preserves_cell_means_and_reports_residual(crop, fitted):
