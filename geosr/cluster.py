@@ -12,7 +12,6 @@ from __future__ import annotations
 import threading
 
 SCHEDULERS = ("threads", "processes", "distributed")
-_memory_tuned = False
 _slots: dict[int, threading.Semaphore] = {}
 _slots_lock = threading.Lock()
 
@@ -108,32 +107,6 @@ def in_worker() -> bool:
     except (ImportError, ValueError):
         return False
     return True
-
-
-def reuse_freed_memory() -> bool:
-    """In a dask worker, let torch reuse the memory a fit frees (glibc only; once per process).
-
-    dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, and setting it also pins
-    glibc's mmap threshold at 128 KiB: every larger tensor is then mapped afresh and zeroed
-    by the kernel, at every step. A LocalCluster trained the Sentinel-2 scene model 2.2x
-    slower for that (20 steps: 216 s against 100 s). With the thresholds raised, freed
-    tensors are reused; :func:`geosr.tiling.release_freed_memory` still hands the memory
-    back after each tile. Returns whether glibc took the new thresholds (in this call).
-    """
-    global _memory_tuned
-    if _memory_tuned or not in_worker():
-        return False
-    _memory_tuned = True
-    import ctypes
-    import ctypes.util
-
-    try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's malloc.h
-    # 32 MiB: glibc's largest mmap threshold on 64-bit; mallopt returns 1 on success.
-    return mallopt(m_mmap_threshold, 32 << 20) == 1 and mallopt(m_trim_threshold, 64 << 20) == 1
 
 
 def task_threads() -> int:

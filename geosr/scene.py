@@ -231,11 +231,12 @@ def _all_cores_in_a_worker():
     many tile fits side by side. The scene model trains alone, before any tile is fitted, so
     one thread would leave the other cores idle. Measured on 2 cores (the whole Sentinel-2 scene of
     notebooks/03): 1323 s on one thread, 1089 s on two, 356 s on two once freed memory is
-    reused (:func:`geosr.cluster.reuse_freed_memory`); more cores gain more.
+    reused (:func:`geosr.memory.reuse_freed_memory`); more cores gain more.
     """
     import os
 
-    from .cluster import in_worker, reuse_freed_memory
+    from .cluster import in_worker
+    from .memory import reuse_freed_memory
 
     if not in_worker():
         yield

@@ -254,7 +254,7 @@ def _intersect(span, c0, c1):
 
 
 def _fit_tile(lr, hr_guide, wy, wx, fit, frame, model=None, store=None, tile=None):
-    from .cluster import reuse_freed_memory
+    from .memory import release_freed_memory, reuse_freed_memory
 
     if store is not None and store.has_tile(*tile):  # saved by an earlier compute of this run
         return _load_tile(store, tile, wy, wx)
@@ -279,31 +279,6 @@ def _weighted(out, wy, wx):
     out = np.asarray(out, np.float64)
     w = wy[:, None] * wx[None, :]
     return np.where(w > 0, out * w, 0.0)  # a pixel a tile does not weigh cannot spoil the sum, even if NaN
-
-
-def release_freed_memory() -> None:
-    """Hand memory freed by a fit back to the OS (glibc only; elsewhere a no-op).
-
-    A fit allocates and frees hundreds of MB in pieces of many sizes, and glibc may keep
-    freed pieces in its per-thread arenas instead of returning them (why dask's workers
-    trim too). Costs milliseconds per tile. Its share in the memory figures of
-    benchmarks/memory.py was not measured separately; most of the peak there is tiles
-    and inputs waiting in dask's cache.
-    """
-    global _malloc_trim
-    if _malloc_trim is None:
-        import ctypes
-        import ctypes.util
-
-        try:
-            _malloc_trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            _malloc_trim = False
-    if _malloc_trim:
-        _malloc_trim(0)
-
-
-_malloc_trim = None
 
 
 def _blend(shape, tiles, rows, cols, lr, scale, exact, psf=None):

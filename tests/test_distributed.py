@@ -104,20 +104,20 @@ def test_worker_malloc_thresholds_are_raised_in_workers_only():
     mmap (scene training 2.2x slower); geosr raises glibc's thresholds there, and nowhere else."""
     from distributed import Client, LocalCluster
 
-    from geosr import cluster
+    from geosr import cluster, memory
 
     # Here, not a worker: glibc is left as it is, and the once-per-process flag stays unset.
-    tuned = cluster._memory_tuned
-    cluster._memory_tuned = False
+    tuned = memory._tuned
+    memory._tuned = False
     try:
-        assert cluster.in_worker() is False and cluster.reuse_freed_memory() is False
-        assert cluster._memory_tuned is False, "outside a worker nothing may be tuned"
+        assert cluster.in_worker() is False and memory.reuse_freed_memory() is False
+        assert memory._tuned is False, "outside a worker nothing may be tuned"
     finally:
-        cluster._memory_tuned = tuned
+        memory._tuned = tuned
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as c, \
             Client(c) as client:
-        assert client.submit(cluster.reuse_freed_memory, pure=False).result() is True
-        assert client.submit(cluster.reuse_freed_memory, pure=False).result() is False  # once per process
+        assert client.submit(memory.reuse_freed_memory, pure=False).result() is True
+        assert client.submit(memory.reuse_freed_memory, pure=False).result() is False  # once per process
 
 
 def test_a_worker_with_two_threads_fits_two_tiles_at_once(files):
