@@ -297,7 +297,7 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
     if scene:
         from .scene import lazy_train
 
-        train_options = {k: v for k, v in options.items() if k != "checkpointing"}
+        train_options = {k: v for k, v in options.items() if k != "gradient_checkpointing"}
         train_options.update({"batch_size": batch_size} if batch_size is not None else {})
         train_options["psf"] = sensor
         # Trained now, before the tiles: were it a node of the tile graph, idle threads would

@@ -130,7 +130,7 @@ def _tiled(source, guide, scale, tile_size, overlap, fit, exact, token, model, s
                 fits[(fit_name, i, j)] = (_load_tile, store_key, (i, j), wy, wx)
             else:
                 frame = (yb == 0, ya == 0, xb == 0, xa == 0)  # sides without a halo
-                fits[(fit_name, i, j)] = (_fit_tile, (lo.name, i, j), (ho.name, 0, i, j), wy, wx, fit, frame,
+                fits[(fit_name, i, j)] = (_tile_task, (lo.name, i, j), (ho.name, 0, i, j), wy, wx, fit, frame,
                                           model_key, store_key, (i, j))
     # Per axis, the tiles that reach into each core block, and where: a block's pieces are their product.
     reach_y = _reaching(y_span, _cores(ys, scale))
@@ -253,7 +253,8 @@ def _intersect(span, c0, c1):
     return slice(a - t0, b - t0), slice(a - c0, b - c0)
 
 
-def _fit_tile(lr, hr_guide, wy, wx, fit, frame, model=None, store=None, tile=None):
+def _tile_task(lr, hr_guide, wy, wx, fit, frame, model=None, store=None, tile=None):
+    """One tile of the mosaic, weighted for the blend: loaded from the checkpoint, or fitted (and saved)."""
     from .memory import release_freed_memory, reuse_freed_memory
 
     if store is not None and store.has_tile(*tile):  # saved by an earlier compute of this run

@@ -56,7 +56,7 @@ _CHECKPOINT_ABOVE = 2**25
 
 
 # run() options that are not MMSRConfig fields.
-RUN_OPTIONS = ("preset", "checkpointing", "amp", "model")
+RUN_OPTIONS = ("preset", "gradient_checkpointing", "amp", "model")
 
 
 def config_for(preset: str | None = None, **overrides) -> MMSRConfig:
@@ -92,7 +92,7 @@ def _check_config(cfg: MMSRConfig) -> None:
 
 
 def run(pair: Pair, preset: str | None = None, device=None, seed: int = 0, progress=None,
-        checkpointing: bool | None = None, amp: bool | None = None, model=None,
+        gradient_checkpointing: bool | None = None, amp: bool | None = None, model=None,
         **overrides) -> tuple[np.ndarray, dict]:
     """Fit MMSR on ``pair`` and return the HR prediction (float64, source units) and details.
 
@@ -127,10 +127,11 @@ def run(pair: Pair, preset: str | None = None, device=None, seed: int = 0, progr
     compose = _fallback_blend(pair, mean, std, tensor)
 
     h, w = pair.hr_shape
-    if checkpointing is None:
-        checkpointing = h * w * cfg.channels > _CHECKPOINT_ABOVE
+    if gradient_checkpointing is None:
+        gradient_checkpointing = h * w * cfg.channels > _CHECKPOINT_ABOVE
     net = seeded_init(seed, lambda: MMSRNet(pair.guide.shape[0], cfg.channels, cfg.source_neighbourhood,
-                                            cfg.guide_neighbourhood, checkpointing=checkpointing)).to(dev)
+                                            cfg.guide_neighbourhood,
+                                            gradient_checkpointing=gradient_checkpointing)).to(dev)
     with deterministic_kernels(dev):
         schedule = Schedule(cfg.epochs, cfg.lr, cfg.lr_decay, cfg.lr_decay_every)
         net.train()

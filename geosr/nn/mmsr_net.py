@@ -72,7 +72,7 @@ class MMSRNet(nn.Module):
     """Predicts the standardised HR source from the standardised guide and LR source."""
 
     def __init__(self, guide_bands: int, channels: int = 64, source_neighbourhood: int = 11,
-                 guide_neighbourhood: int = 5, checkpointing: bool = False):
+                 guide_neighbourhood: int = 5, gradient_checkpointing: bool = False):
         super().__init__()
         self.guide_branch = _branch(guide_bands, channels, 3)
         self.source_branch = _branch(1, channels, 1)
@@ -80,11 +80,11 @@ class MMSRNet(nn.Module):
         self.head = nn.Sequential(ResBlock(channels, 1), ResBlock(channels, 1), ResBlock(channels, 1),
                                   _conv(channels, 1, 1))
         # Recompute activations in backward instead of storing them: for large tiles.
-        self.checkpointing = checkpointing
+        self.gradient_checkpointing = gradient_checkpointing
 
     def forward(self, guide: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
         up = F.interpolate(source, size=guide.shape[-2:], mode="bilinear", align_corners=False)
-        if self.checkpointing and torch.is_grad_enabled():
+        if self.gradient_checkpointing and torch.is_grad_enabled():
             fg = checkpoint(self.guide_branch, guide, use_reentrant=False)
             fs = checkpoint(self.source_branch, up, use_reentrant=False)
             fused = checkpoint(self.modulation, fg, fs, use_reentrant=False)
