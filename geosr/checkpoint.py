@@ -100,12 +100,21 @@ def read_marker(folder: Path) -> dict | None:
     return saved
 
 
+def _write_marker(folder: Path, kind: str, **fields) -> None:
+    atomic_write(folder / MARKER, json.dumps({"format": FORMAT, "version": FORMAT_VERSION, "kind": kind, **fields},
+                                             indent=1, sort_keys=True).encode())
+
+
+def _own_files(folder: Path) -> list[Path]:
+    """What geosr writes in a run's checkpoint folder besides its marker: tiles, the scene model, temporaries."""
+    return [*folder.glob(TILE_GLOB), folder / MODEL_FILE, *folder.glob(_TMP_PREFIX + "*")]
+
+
 def _ensure_group(folder: Path) -> None:
     saved = read_marker(folder)
     if saved is None:
         folder.mkdir(parents=True, exist_ok=True)
-        atomic_write(folder / MARKER, json.dumps({"format": FORMAT, "version": FORMAT_VERSION,
-                                                  "kind": "group"}).encode())
+        _write_marker(folder, "group")
     elif saved.get("kind") != "group":
         raise InputError(f"{folder} is the checkpoint of a single run, not of several (bands or slices); "
                          "choose another checkpoint folder")
@@ -150,12 +159,11 @@ class TileStore:
             elif saved.get("session") == self.session and saved.get("run") == self.run:
                 return self  # made by this process for this run: its tiles are this run's
             elif self.overwrite:
-                self._remove_own_files(keep_marker=False)
+                for p in _own_files(self.folder):  # the marker is replaced below
+                    p.unlink(missing_ok=True)
             else:
                 self._check_resumable(saved)
-            atomic_write(self.folder / MARKER, json.dumps(
-                {"format": FORMAT, "version": FORMAT_VERSION, "kind": "run", "session": self.session,
-                 "run": self.run}, indent=1, sort_keys=True).encode())
+            _write_marker(self.folder, "run", session=self.session, run=self.run)
         return self
 
     def _check_resumable(self, saved: dict) -> None:
@@ -231,15 +239,6 @@ class TileStore:
 
         atomic_write(self._model, write)
 
-    def holds_work(self) -> bool:
-        """True once a tile or a scene model has been saved: something worth resuming from."""
-        return self.has_model() or self.tiles_done() > 0
-
-    def _remove_own_files(self, keep_marker: bool) -> None:
-        own = [*self.folder.glob(TILE_GLOB), self._model, *self.folder.glob(_TMP_PREFIX + "*")]
-        for p in own + ([] if keep_marker else [self.folder / MARKER]):
-            p.unlink(missing_ok=True)
-
     def remove(self) -> None:
         """Delete what geosr wrote here, the folder if that empties it, and emptied group folders around it."""
         remove(self.folder)
@@ -264,7 +263,7 @@ def remove(folder, members: bool = True) -> None:
         for p in subs:
             remove(p)
     else:
-        for p in [*folder.glob(TILE_GLOB), folder / MODEL_FILE, *folder.glob(_TMP_PREFIX + "*")]:
+        for p in _own_files(folder):
             p.unlink(missing_ok=True)
     (folder / MARKER).unlink(missing_ok=True)
     try:
