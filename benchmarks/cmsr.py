@@ -36,7 +36,7 @@ PLOTS = ("1_30", "2_40", "3_70", "4_100")
 def cases(names, scales, images):
     """Yield (case, scale, image, run) where run(method, **options) -> (output, truth)."""
     import geosr
-    from geosr.sampling import avg_pool
+    from geosr.core.sampling import avg_pool
 
     for name in names:
         for s in scales:

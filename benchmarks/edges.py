@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 
 import geosr
-from geosr.metrics import rmse
-from geosr.sampling import avg_pool
+from geosr.core.metrics import rmse
+from geosr.core.sampling import avg_pool
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 BANDS = (2, 4, 8)
@@ -165,7 +165,7 @@ def main():
     ap.add_argument("--before", action="store_true", help="without the mirrored margin at the frame")
     args = ap.parse_args()
     if args.before:
-        from geosr.pair import Pair
+        from geosr.core.pair import Pair
 
         Pair.mirrored = lambda self, cells: self
     for part, epochs in ((1, 100), (2, 150), (3, 200)):

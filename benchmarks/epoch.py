@@ -20,8 +20,8 @@ from geosr.methods.mmsr import config_for
 import geosr
 preset, h, w, epochs, filt = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 if filt == "unfold":  # the published formulation, for a like-for-like comparison
-    import geosr.nn.mmsr_net as net
-    from geosr.nn.modulation import adaptive_filter_unfold
+    import geosr.methods.nn.mmsr_net as net
+    from geosr.methods.nn.modulation import adaptive_filter_unfold
     net.adaptive_filter = adaptive_filter_unfold
 rng = np.random.default_rng(0)
 # Shapes are what matter for time and memory; a smooth random field stands in for data.

@@ -44,7 +44,7 @@ def make_pair(folder: Path):
 
 def one_at_a_time():
     """The old rule, put in place in a process: a single slot."""
-    from geosr import cluster
+    from geosr.runtime import cluster
 
     lock = threading.Semaphore(1)
     cluster.fit_slot = lambda: lock
@@ -67,7 +67,7 @@ def run(src, guide, epochs, client=None, old=False):
 
 
 def _fit_slots():
-    from geosr.cluster import fit_slots
+    from geosr.runtime.cluster import fit_slots
 
     return fit_slots()
 

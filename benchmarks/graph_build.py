@@ -38,7 +38,7 @@ def make_inputs(folder: Path, side: int, scale: int):
     from affine import Affine
 
     src, guide = folder / f"src{side}.tif", folder / f"guide{side}x{scale}.tif"
-    at = side // 2 + side // 32 - 4  # under the centre probe of geosr.inputs.valid_map
+    at = side // 2 + side // 32 - 4  # under the centre probe of geosr.pipeline.inputs.valid_map
     common = dict(driver="GTiff", crs="EPSG:32616", tiled=True, blockxsize=512, blockysize=512, compress="deflate",
                   SPARSE_OK=True, BIGTIFF="YES")
     y, x = np.mgrid[0:512, 0:512] / 512.0

@@ -7,7 +7,7 @@ the true HR raster (x4, LR source = the truth averaged over 4 x 4 cells):
                  orthophoto as guide, through the georeferenced pipeline; the displacement is
                  applied to the orthophoto's geotransform only (its pixels are untouched).
 Displacements: none, shifts (dx, dy) = (1.5, -0.5), (2.5, 3.5), (-4, 4) output pixels
-(geosr.align's convention: guide content moved right/down), and a 1 degree rotation about
+(geosr.core.align's convention: guide content moved right/down), and a 1 degree rotation about
 the window centre.
 Methods: bicubic; mmsr with align none / shift (and affine on the rotation and aligned
 rows); cmsr (its own learned warp, align none).
@@ -60,8 +60,8 @@ def pixel_matrix(kind, value, shape):
 
 def array_case(name, epochs, steps, methods, seeds):
     import geosr
-    from geosr import align
-    from geosr.sampling import avg_pool
+    from geosr.core import align
+    from geosr.core.sampling import avg_pool
 
     z = np.load(DATA / "pixtransform" / f"{name}_sample_images.npz")
     truth, guide = z["target_imgs"][0].astype(np.float64), z["guide_imgs"][0].astype(np.float64)
@@ -113,7 +113,7 @@ def geo_case(name, epochs, steps, methods, seeds):
 
 
 def _rows(case, label, kind, value, d, shape, run, epochs, steps, methods, seeds=(0,)):
-    from geosr.align import Alignment
+    from geosr.core.align import Alignment
 
     expected = Alignment("affine", d, (shape[1] / 2, shape[0] / 2))
     plans = [("bicubic", "bicubic", "none", {})]

@@ -19,7 +19,7 @@ import sys
 
 CHILD = r"""
 import json, resource, sys, time, torch
-from geosr.nn.modulation import adaptive_filter, adaptive_filter_unfold
+from geosr.methods.nn.modulation import adaptive_filter, adaptive_filter_unfold
 variant, k, c, h, w, reps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 f = {"geosr": adaptive_filter, "unfold": adaptive_filter_unfold}[variant]
 g = torch.Generator().manual_seed(0)

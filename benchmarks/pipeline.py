@@ -105,7 +105,7 @@ class _TrainTimer:
 def case(name: str, method: str, options: dict) -> dict:
     """One case in this process; returns the row of the table."""
     from geosr.demo import GUIDE_BANDS, SOURCE_BAND, scene_dir
-    from geosr.metrics import rmse
+    from geosr.core.metrics import rmse
 
     tmp = Path(tempfile.mkdtemp(prefix="geosr-bench-"))
     truth = None

@@ -28,7 +28,7 @@ from quality import DATA, degrade  # the degradations of benchmarks/quality.py
 
 import geosr
 from geosr.demo import load_pair
-from geosr.metrics import rmse
+from geosr.core.metrics import rmse
 
 
 def row(name, truth, source, guide, scale, args):

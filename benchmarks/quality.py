@@ -6,7 +6,7 @@ The LR source is made from the HR target in one of two ways:
             each LR cell centre, plus white noise of 1% of the target's std. A method tuned
             only to avg-pool would be committing the "inverse crime" here.
 RMSE is over all pixels, in the target's units. Beside it, the DEM-aware checks of
-geosr.metrics (unit pixel spacing), since texture copied from the guide shows in slopes and
+geosr.core.metrics (unit pixel spacing), since texture copied from the guide shows in slopes and
 shaded relief before it shows in heights:
   slope RMSE     degrees;
   hillshade      mean |hillshade(output) - hillshade(truth)|, in [0, 1];
@@ -32,10 +32,10 @@ import numpy as np
 from scipy import ndimage
 
 import geosr
-from geosr.backprojection import back_project
-from geosr.metrics import hillshade_difference, rmse, slope_rmse, texture_copy_index
-from geosr.pair import prepare_pair
-from geosr.sampling import avg_pool
+from geosr.core.backprojection import back_project
+from geosr.core.metrics import hillshade_difference, rmse, slope_rmse, texture_copy_index
+from geosr.core.pair import prepare_pair
+from geosr.core.sampling import avg_pool
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "pixtransform"
 FLAT_TOLERANCE = {"depth": 1.0, "vhm": 0.5}  # target units: 1 grey level; 0.5 m of vegetation height

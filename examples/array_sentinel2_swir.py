@@ -12,8 +12,8 @@ import numpy as np
 
 import geosr
 from geosr.demo import load_pair
-from geosr.metrics import rmse
-from geosr.sampling import avg_pool
+from geosr.core.metrics import rmse
+from geosr.core.sampling import avg_pool
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--size", type=int, default=96, help="crop side in 20 m pixels")

@@ -15,7 +15,7 @@ from affine import Affine
 from rasterio.enums import Resampling
 
 import geosr
-from geosr import metrics, plot
+from geosr.core import metrics; from geosr import plot
 
 ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 ap.add_argument("dem")

@@ -7,8 +7,8 @@ from ._version import __version__
 from . import accessor as _accessor  # noqa: F401  (registers DataArray.geosr)
 from .api import SRInfo, quality_layers, superresolve, superresolve_array
 from .errors import InputError
-from .io import open_raster, write
-from .metrics import CycleResidual, cycle_residual
+from .pipeline.io import open_raster, write
+from .core.metrics import CycleResidual, cycle_residual
 
 __all__ = ["__version__", "superresolve", "superresolve_array", "quality_layers", "open_raster", "write", "SRInfo",
            "cycle_residual", "CycleResidual", "InputError"]

@@ -31,7 +31,7 @@ class GeosrAccessor:
         for i, name in enumerate(names):
             one = dict(options)
             if one.get("checkpoint") is not None:
-                from .checkpoint import Location
+                from .runtime.checkpoint import Location
 
                 one["checkpoint"] = Location.of(one["checkpoint"]).child(name)
             results.append(superresolve(stacked.isel(geosr_slice=i).drop_vars(["geosr_slice", *extra],
@@ -51,7 +51,7 @@ class GeosrAccessor:
     def write(self, path, cog: bool = False, overwrite: bool = False, progress: bool | None = None,
               **creation_options):
         """See :func:`geosr.write`; this DataArray is the result to write."""
-        from .io import write
+        from .pipeline.io import write
 
         return write(self._da, path, cog=cog, overwrite=overwrite, progress=progress, **creation_options)
 

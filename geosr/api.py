@@ -10,14 +10,14 @@ from functools import partial
 import numpy as np
 import xarray as xr
 
-from .align import DEFAULT_ALIGN, Alignment, check_align, correct, estimate_or_skip
-from .backprojection import back_project
+from .core.align import DEFAULT_ALIGN, Alignment, check_align, correct, estimate_or_skip
+from .core.backprojection import back_project
 from .errors import InputError
-from .flatmask import array_mask
+from .pipeline.flatmask import array_mask
 from .methods import check_options, get_method
-from .metrics import CycleResidual, cycle_residual
-from .pair import FRAME, MIN_FEATHER, blend, check_scale, prepare_pair
-from .psf import psf_from
+from .core.metrics import CycleResidual, cycle_residual
+from .core.pair import FRAME, MIN_FEATHER, blend, check_scale, prepare_pair
+from .core.psf import psf_from
 
 
 @dataclass(frozen=True)
@@ -61,14 +61,14 @@ def superresolve_array(source, guide, scale=4, method: str = "mmsr", *, mask=Non
         RMSE on every benchmark pair (benchmarks/RESULTS.md). False gives the method's raw
         output. With ``psf="gaussian"`` it makes the Gaussian model of the output equal the
         source instead (to float32 rounding for ``psf_sigma`` up to about 0.6;
-        :mod:`geosr.backprojection` says why wider ones are only approached).
+        :mod:`geosr.core.backprojection` says why wider ones are only approached).
     psf, psf_sigma : the sensor model that turns the output into the source, used by the
-        cycle loss and by ``exact`` (:mod:`geosr.psf`): "area" (default, the paper's
+        cycle loss and by ``exact`` (:mod:`geosr.core.psf`): "area" (default, the paper's
         avg-pool: cell means) or "gaussian" with ``psf_sigma`` LR pixels (default 0.5), for
         sensors whose optics blur across neighbouring cells.
     align : "shift" (default), "affine" or "none". Before the fit, estimate how far the
         guide is displaced from the source and resample the guide to remove it
-        (:mod:`geosr.align`; sign convention there). The estimate is in the info's
+        (:mod:`geosr.core.align`; sign convention there). The estimate is in the info's
         ``details["alignment"]``. The default was chosen by measurement
         (benchmarks/RESULTS.md section 7).
     flat_mask : optional bool array, the source's shape (h, w) or the output's (H, W), True where
@@ -81,7 +81,7 @@ def superresolve_array(source, guide, scale=4, method: str = "mmsr", *, mask=Non
     frame : which sides (top, bottom, left, right) of the arrays are the raster's edge (default
         all). MMSR's network sees a mirrored margin beyond them, so its zero padding does not
         show along the frame (benchmarks/RESULTS.md section 13). False marks a tile's inner
-        side, which has a real halo (:mod:`geosr.tiling` passes it).
+        side, which has a real halo (:mod:`geosr.pipeline.tiling` passes it).
     **options : method options. For mmsr: ``preset`` ("fast" default, "depth" = the paper's
         11/5 windows, "remote-sensing" = 5/3), ``epochs``, ``device`` (None = CUDA if
         available, else CPU), ``seed`` (default 0; same seed and device give the same
@@ -182,10 +182,10 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
         source's valid area, and remove it while the guide is warped onto the output grid
         (no extra resampling). The estimate goes into ``attrs`` (``geosr_align_shift_px``:
         dx dy in output pixels, ``geosr_align_shift_map``: in map units; sign convention in
-        :mod:`geosr.align`).
+        :mod:`geosr.core.align`).
     flat_mask : where the ground is flat (water, flat fields), the guide is ignored and the
         output is bicubic, with the feathered edge, so the guide's texture (waves, road paint,
-        crop rows) cannot become false relief (:mod:`geosr.flatmask`). A number is a slope
+        crop rows) cannot become false relief (:mod:`geosr.pipeline.flatmask`). A number is a slope
         threshold in degrees: source cells with a lower slope (Horn's 3x3 method, as gdaldem
         slope, in the CRS's linear unit, heights taken in the same unit; for a geographic CRS
         degrees are converted to metres at the raster's central latitude, 111120 m per degree
@@ -195,7 +195,7 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
         geometry (in the source's CRS) or an odc.geo Geometry (its own CRS). Recorded in
         ``attrs["geosr_flat_mask"]``; the quality layers' ``fallback`` band shows it.
     checkpoint : a folder where finished tiles (and the scene model) are saved as they
-        complete (:mod:`geosr.checkpoint`). It is opened when the result computes, not here. A
+        complete (:mod:`geosr.runtime.checkpoint`). It is opened when the result computes, not here. A
         run interrupted in this process continues from it when computed again; one left by
         another process continues only with ``resume=True``, and gives the same output bit
         for bit; ``overwrite=True`` discards it. A folder that holds other files is refused,
@@ -221,9 +221,10 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
     from dask.base import tokenize
     from odc.geo.xr import xr_coords
 
-    from . import flatmask, provenance, tiling
-    from .cluster import current_client, gpu_resources
-    from .io import output_nodata
+    from .pipeline import flatmask, tiling
+    from .runtime import provenance
+    from .runtime.cluster import current_client, gpu_resources
+    from .pipeline.io import output_nodata
 
     scale = check_scale(scale)
     check_options(method, options)
@@ -281,7 +282,7 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
                                                            None if flat is None else flat.checksums)
     store = None
     if checkpoint is not None:
-        from .checkpoint import TileStore
+        from .runtime.checkpoint import TileStore
 
         run = {"parameters": {**params, "feather": feather, "src_nodata": src_nodata, "guide_nodata": guide_nodata,
                               "grid": [hr_box.crs.to_wkt(), list(hr_box.affine)[:6], list(hr_box.shape)]},
@@ -295,7 +296,7 @@ def superresolve(source, guide, scale=4, method: str = "mmsr", *, band: int | No
     resources = gpu_resources(current_client(client))
     model = None
     if scene:
-        from .scene import lazy_train
+        from .methods.scene import lazy_train
 
         train_options = {k: v for k, v in options.items() if k != "gradient_checkpointing"}
         train_options.update({"batch_size": batch_size} if batch_size is not None else {})
@@ -329,8 +330,8 @@ def _several_bands(source, guide, scale, method, bands, quality, checkpoint, kwa
     The guide's alignment is measured once, on the first band, and applied to every band;
     each band keeps its checkpoint in a folder of its own under ``checkpoint``.
     """
-    from .checkpoint import Location
-    from .inputs import data_bands
+    from .runtime.checkpoint import Location
+    from .pipeline.inputs import data_bands
 
     if quality:
         raise InputError("quality layers describe one band: run quality_layers on each band of the result "
@@ -356,7 +357,7 @@ def _several_bands(source, guide, scale, method, bands, quality, checkpoint, kwa
 
 
 def quality_layers(output, source, guide, **settings):
-    """Lazy quality layers of a result (:mod:`geosr.quality`): bands fallback, cycle_residual and
+    """Lazy quality layers of a result (:mod:`geosr.pipeline.quality`): bands fallback, cycle_residual and
     guide_influence on the output grid, float32, NaN = nodata.
 
     ``output`` is what :func:`superresolve` returned, or that result written and opened again
@@ -375,9 +376,10 @@ def quality_layers(output, source, guide, **settings):
     import rioxarray  # noqa: F401
     from dask.base import tokenize
 
-    from . import flatmask, provenance, quality, tiling
-    from .fingerprint import sources_of
-    from .inputs import source_band
+    from .pipeline import flatmask, quality, tiling
+    from .runtime import provenance
+    from .runtime.fingerprint import sources_of
+    from .pipeline.inputs import source_band
 
     if "band" in output.dims:  # a written output opened again: raw values, nodata as stored
         output = source_band(output)
@@ -468,11 +470,11 @@ def _ensemble(output, source, guide, scale, n, attrs, rerun):
 def _coregister(source, guide, scale, band, guide_bands, src_nodata, guide_nodata, resampling, align, flat=None):
     """The source band and the guide(s) warped onto the output grid, with the guide's displacement
     estimated and removed in that one warp, and NaN where the flat mask ``flat`` (a
-    :class:`geosr.flatmask.FlatMask`) is set. Returns (src, hr_box, guides, lr, hr_guide, alignment):
+    :class:`geosr.pipeline.flatmask.FlatMask`) is set. Returns (src, hr_box, guides, lr, hr_guide, alignment):
     lr (h, w) and hr_guide (bands, H, W) are dask arrays."""
     import dask.array as dsa
 
-    from . import grid, inputs
+    from .pipeline import grid, inputs
 
     src_box = grid.geobox_of(inputs.as_bands(source, "source"), "source")
     hr_box = grid.output_grid(src_box, scale)
@@ -508,7 +510,7 @@ def _coregister(source, guide, scale, band, guide_bands, src_nodata, guide_nodat
     hr_guide = dsa.concatenate([g.data if isinstance(g.data, dsa.Array) else dsa.from_array(g.data)
                                 for g in stacked], axis=0)
     if flat is not None:  # masked after the alignment, which is measured on the whole guide
-        from .flatmask import on_output_grid
+        from .pipeline.flatmask import on_output_grid
 
         is_flat = on_output_grid(flat, src, src_box, hr_box, scale, hr_guide.chunks[1:])
         hr_guide = dsa.where(is_flat[None], np.nan, hr_guide).astype(hr_guide.dtype)
@@ -517,11 +519,11 @@ def _coregister(source, guide, scale, band, guide_bands, src_nodata, guide_nodat
 
 def _estimate_alignment(source, band, src_nodata, valid, stacked, scale, kind):
     """The guide's displacement, estimated on a window at the centre of the source's valid area
-    (``valid``: :func:`geosr.inputs.valid_map`); only that window of source and guide is read."""
+    (``valid``: :func:`geosr.pipeline.inputs.valid_map`); only that window of source and guide is read."""
     import dask
 
-    from .align import MAX_SIDE, window_of
-    from .inputs import as_bands, source_band
+    from .core.align import MAX_SIDE, window_of
+    from .pipeline.inputs import as_bands, source_band
 
     y0, x0, h, w = window_of(valid[0], MAX_SIDE // scale, valid[1], valid[2])
     da = as_bands(source, "source")
@@ -533,7 +535,7 @@ def _estimate_alignment(source, band, src_nodata, valid, stacked, scale, kind):
 
 
 def _compute_now(delayed, client):
-    from .cluster import current_client
+    from .runtime.cluster import current_client
 
     client = current_client(client)
     if client is None:
@@ -544,8 +546,8 @@ def _compute_now(delayed, client):
 def _overlap_for_feather(shape, scale, tile_size, overlap, feather):
     """The tiles' halo in source pixels: ``overlap``, or by default ``ceil(32 / scale)`` widened until every
     pixel a tile contributes sees the guide's gaps within ``feather`` of it, so its fallback ramp is the
-    raster's own (a tile's outer half halo has weight 0; :mod:`geosr.tiling`)."""
-    from .tiling import split
+    raster's own (a tile's outer half halo has weight 0; :mod:`geosr.pipeline.tiling`)."""
+    from .pipeline.tiling import split
 
     feather = max(2 * scale, MIN_FEATHER) if feather is None else float(feather)
     need = math.ceil(2 * math.ceil(feather) / scale)  # then half the HR halo, overlap * scale // 2, >= feather
@@ -576,7 +578,7 @@ def _fit_tile(source, guide, model=None, *, scale, method, exact, feather, psf, 
         method, options, model = "bicubic", {}, None
     if model is not None:
         options = {**options, "model": model}
-    from .cluster import fit_slot
+    from .runtime.cluster import fit_slot
 
     with fit_slot():
         return superresolve_array(source, guide, scale, method, exact=exact, feather=feather, align="none", psf=psf,

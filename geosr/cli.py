@@ -14,14 +14,14 @@ from pathlib import Path
 
 import click
 
-from . import cluster
+from .runtime import cluster
 from ._version import __version__
-from .align import ALIGNMENTS, DEFAULT_ALIGN
+from .core.align import ALIGNMENTS, DEFAULT_ALIGN
 from .api import DEFAULT_MODE, MODES
-from .cluster import SCHEDULERS
+from .runtime.cluster import SCHEDULERS
 from .methods import METHODS
 from .methods.mmsr import DEFAULT_PRESET, DEFAULT_SCENE_PRESET, PRESETS
-from .psf import KINDS
+from .core.psf import KINDS
 
 RESAMPLINGS = ("auto", "nearest", "bilinear", "cubic", "cubic_spline", "lanczos", "average")
 
@@ -177,7 +177,7 @@ def upsample(source, guide, scale, output, method, preset, mode, epochs, batch_s
     try:
         _check_applicable(click.get_current_context(), method, mode)
         if device is not None and method in LEARNED:  # before a cluster starts for nothing
-            from .fit import resolve_device
+            from .methods.fit import resolve_device
 
             resolve_device(device)
     except InputError as e:
@@ -267,13 +267,13 @@ def _run(source, guides, scale, output, method, band, guide_bands, src_nodata, d
          tile_size, overlap, exact, cog, creation_options, overwrite, resume, client, quiet, options, quality=None,
          ensemble=None):
     from .api import check_ensemble, quality_layers, superresolve
-    from .checkpoint import folder_for, stores_of
-    from .checkpoint import holds_work as checkpoint_holds_work
-    from .checkpoint import remove as remove_checkpoint
+    from .runtime.checkpoint import folder_for, stores_of
+    from .runtime.checkpoint import holds_work as checkpoint_holds_work
+    from .runtime.checkpoint import remove as remove_checkpoint
     from .errors import InputError
-    from .grid import crop_to_bounds
-    from .io import check_output, open_raster, output_bytes, write
-    from .pair import check_scale
+    from .pipeline.grid import crop_to_bounds
+    from .pipeline.io import check_output, open_raster, output_bytes, write
+    from .core.pair import check_scale
 
     check_scale(scale)
     src = open_raster(source, "source")
@@ -336,12 +336,12 @@ class _interruptible:
         self.output, self.quiet = output, quiet
 
     def __enter__(self):
-        from .io import remove_partial_files
+        from .pipeline.io import remove_partial_files
 
         def on_signal(signum, frame):
             remove_partial_files()
             _kill_children()
-            from .checkpoint import folder_for, holds_work, remove
+            from .runtime.checkpoint import folder_for, holds_work, remove
 
             kept = folder_for(self.output)
             hint = ""
@@ -380,7 +380,7 @@ def _kill_children():
 @click.argument("raster", type=click.Path(exists=True, dir_okay=False))
 def info(raster):
     """Show how RASTER (a geosr output) was made: versions, device, seed, options, input checksums."""
-    from .provenance import describe_file
+    from .runtime.provenance import describe_file
 
     click.echo(describe_file(raster))
 

@@ -90,8 +90,8 @@ def load_pair(size: int = 128) -> DemoPair:
 def wald_check(pair: DemoPair, **options) -> dict[str, float]:
     """RMSE against the real 20 m B11 after super-resolving its 40 m degradation, per method."""
     from .api import superresolve_array
-    from .metrics import rmse
-    from .sampling import avg_pool
+    from .core.metrics import rmse
+    from .core.sampling import avg_pool
 
     h, w = (s - s % 2 for s in pair.source.shape)
     truth = pair.source[:h, :w]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .metrics import hillshade
+from .core.metrics import hillshade
 
 
 def _pyplot():

@@ -7,9 +7,9 @@ from affine import Affine
 from click.testing import CliRunner
 
 import geosr
-from geosr import align
+from geosr.core import align
 from geosr.cli import main
-from geosr.sampling import avg_pool
+from geosr.core.sampling import avg_pool
 
 
 def _displaced(guide, d: Affine):

@@ -5,7 +5,7 @@ import rasterio
 from click.testing import CliRunner
 
 import geosr
-from geosr.checkpoint import stores_of
+from geosr.runtime.checkpoint import stores_of
 from geosr.cli import main
 
 from conftest import write_tif

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from geosr import superresolve_array
-from geosr.metrics import rmse
-from geosr.sampling import avg_pool
+from geosr.core.metrics import rmse
+from geosr.core.sampling import avg_pool
 
 from conftest import require
 

@@ -7,8 +7,8 @@ import pytest
 import xarray as xr
 
 import geosr
-from geosr import checkpoint
-from geosr.checkpoint import MARKER, TileStore, stores_of
+from geosr.runtime import checkpoint
+from geosr.runtime.checkpoint import MARKER, TileStore, stores_of
 from geosr.errors import InputError
 
 # 2 x 2 tiles of the 24 x 24 source, 2 epochs: the checkpoint's behaviour, not the fit's quality.

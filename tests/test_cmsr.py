@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 import geosr
 from geosr.cli import main
-from geosr.sampling import avg_pool
+from geosr.core.sampling import avg_pool
 
 
 def test_cmsr_beats_bicubic_on_a_real_depth_pair(depth_pairs):
@@ -25,7 +25,7 @@ def test_cmsr_beats_bicubic_on_a_real_depth_pair(depth_pairs):
 
 
 def test_cmsr_learned_warp_follows_a_shifted_guide(vhm_pairs):
-    """The vegetation-height pair's guide sits about (-1.1, -1.8) px off (geosr.align finds the same);
+    """The vegetation-height pair's guide sits about (-1.1, -1.8) px off (geosr.core.align finds the same);
     shifted 4 px further right, the learned warp must move by about that much more."""
     truth, guides = vhm_pairs
     t, g = truth[0], guides[0].astype(np.float64)
@@ -77,8 +77,8 @@ def test_cmsr_trains_on_the_cubic_that_inference_uses(scale):
     import torch.nn.functional as F
 
     from geosr.methods.cmsr import upsampled_son
-    from geosr.pair import prepare_pair
-    from geosr.psf import AREA
+    from geosr.core.pair import prepare_pair
+    from geosr.core.psf import AREA
 
     rng = np.random.default_rng(0)
     src = rng.normal(size=(13 * scale, 11 * scale))
@@ -110,7 +110,7 @@ def test_cmsr_back_projects_only_onto_valid_cells(depth_pairs):
     """Over a hole in the source, back-projection must leave each self-ensemble member as the network made
     it, not pull its cell means onto the nearest-filled values that stand in for the missing data."""
     from geosr.methods import cmsr
-    from geosr.pair import prepare_pair
+    from geosr.core.pair import prepare_pair
 
     truth, guides = depth_pairs
     src = avg_pool(truth[0][:64, :64], 4)
@@ -130,7 +130,7 @@ def test_cmsr_warp_penalty_spares_translations():
     translation, so a shifted guide is still followed at no cost (the shifted-guide test above)."""
     import torch
 
-    from geosr.nn.cmsr_net import GuideWarp
+    from geosr.methods.nn.cmsr_net import GuideWarp
 
     warp = GuideWarp(4)
     with torch.no_grad():

@@ -104,7 +104,7 @@ def test_worker_malloc_thresholds_are_raised_in_workers_only():
     mmap (scene training 2.2x slower); geosr raises glibc's thresholds there, and nowhere else."""
     from distributed import Client, LocalCluster
 
-    from geosr import cluster, memory
+    from geosr.runtime import cluster, memory
 
     # Here, not a worker: glibc is left as it is, and the once-per-process flag stays unset.
     tuned = memory._tuned
@@ -126,7 +126,7 @@ def test_a_worker_with_two_threads_fits_two_tiles_at_once(files):
     core, so one fit at a time."""
     from distributed import Client, LocalCluster, get_task_stream
 
-    from geosr import cluster
+    from geosr.runtime import cluster
 
     src, guide = geosr.open_raster(files[0]), geosr.open_raster(files[1])
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None) as c, \

@@ -1,8 +1,8 @@
 """The optimiser is set up as the paper's code does it."""
 import torch
 
-from geosr.fit import Schedule, masked_cycle_l1
-from geosr.nn.mmsr_net import MMSRNet
+from geosr.methods.fit import Schedule, masked_cycle_l1
+from geosr.methods.nn.mmsr_net import MMSRNet
 
 
 def test_schedule_matches_the_papers_loop():
@@ -46,7 +46,7 @@ def test_loss_ignores_invalid_cells():
 
 
 def test_fits_on_threads_at_once_equal_fits_one_at_a_time(depth_pairs):
-    """A dask worker with several threads fits several tiles at once (geosr.cluster.fit_slot).
+    """A dask worker with several threads fits several tiles at once (geosr.runtime.cluster.fit_slot).
     torch's random generator is one per process: seeding it in each fit let a neighbour's
     seed or draws reach this fit's weights, so a tile's output depended on what ran beside it."""
     import threading

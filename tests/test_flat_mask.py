@@ -20,9 +20,9 @@ from rasterio.windows import Window
 from scipy import ndimage
 
 import geosr
-from geosr import flatmask
+from geosr.pipeline import flatmask
 from geosr.cli import main
-from geosr.sampling import repeat_cells
+from geosr.core.sampling import repeat_cells
 
 from conftest import degrade, write_tif
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from geosr import superresolve_array
-from geosr.sampling import avg_pool
+from geosr.core.sampling import avg_pool
 
 SCALE = 4
 
@@ -50,7 +50,7 @@ def test_frame_band_is_no_worse_than_inside_relative_to_bicubic(request, data, i
 def test_reach_is_where_the_network_stops_reading():
     import torch
 
-    from geosr.nn.mmsr_net import MMSRNet, reach
+    from geosr.methods.nn.mmsr_net import MMSRNet, reach
 
     torch.manual_seed(0)
     for n, m in ((5, 3), (11, 5)):
@@ -67,8 +67,8 @@ def test_reach_is_where_the_network_stops_reading():
 def test_margin_changes_only_pixels_within_reach_of_the_frame(depth_pairs):
     """An untrained network (epochs=0) with and without the margin: the same output farther in."""
     from geosr.methods.mmsr import run
-    from geosr.nn.mmsr_net import reach
-    from geosr.pair import prepare_pair
+    from geosr.methods.nn.mmsr_net import reach
+    from geosr.core.pair import prepare_pair
 
     targets, guides = depth_pairs
     truth, guide = targets[0][:64, :96], guides[0][:, :64, :96]
@@ -86,7 +86,7 @@ def test_margin_changes_only_pixels_within_reach_of_the_frame(depth_pairs):
 
 def test_tiles_are_told_which_sides_are_the_frame():
     """Only the sides without a halo get the margin; with overlap=0 that is every side."""
-    from geosr import tiling
+    from geosr.pipeline import tiling
 
     seen, lock = {}, threading.Lock()
 

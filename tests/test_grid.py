@@ -9,9 +9,9 @@ from affine import Affine
 from rasterio.windows import Window
 
 import geosr
-from geosr import grid, inputs
+from geosr.pipeline import grid, inputs
 from geosr.errors import InputError
-from geosr.metrics import border_jump_ratio, hillshade
+from geosr.core.metrics import border_jump_ratio, hillshade
 
 from conftest import degrade, write_tif
 

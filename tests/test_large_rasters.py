@@ -16,7 +16,7 @@ from rasterio.warp import Resampling, reproject
 
 from conftest import degrade
 
-N, SCALE, AT = 40000, 4, 21200  # source side, scale, where the DSM sits (under a probe of geosr.inputs)
+N, SCALE, AT = 40000, 4, 21200  # source side, scale, where the DSM sits (under a probe of geosr.pipeline.inputs)
 
 BUILD = """
 import json, resource, sys, time

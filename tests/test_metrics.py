@@ -1,12 +1,12 @@
-"""DEM-aware checks (geosr.metrics) on the real pixtransform depth pair: they must tell copied
+"""DEM-aware checks (geosr.core.metrics) on the real pixtransform depth pair: they must tell copied
 guide texture from honest relief."""
 import numpy as np
 import pytest
 from scipy import ndimage
 
 from geosr import superresolve_array
-from geosr.metrics import flat_cells, hillshade, hillshade_difference, slope_rmse, texture_copy_index
-from geosr.sampling import avg_pool
+from geosr.core.metrics import flat_cells, hillshade, hillshade_difference, slope_rmse, texture_copy_index
+from geosr.core.sampling import avg_pool
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from geosr import superresolve_array
-from geosr.metrics import cycle_residual, rmse
-from geosr.sampling import avg_pool
+from geosr.core.metrics import cycle_residual, rmse
+from geosr.core.sampling import avg_pool
 
 FAST = dict(epochs=250, progress=False)
 
@@ -45,7 +45,7 @@ def test_same_seed_same_output_other_seed_differs(crop):
 def test_exact_by_default_preserves_cell_means_and_reports_residual(crop, fitted):
     """The default path at 20 epochs (keeping cell means needs no converged fit); the shared
     250-epoch fit back-projected for its effect on the accuracy."""
-    from geosr.backprojection import back_project
+    from geosr.core.backprojection import back_project
 
     truth, src, guide = crop
     out, info = fitted

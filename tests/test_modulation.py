@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from geosr.nn.modulation import adaptive_filter, adaptive_filter_unfold
+from geosr.methods.nn.modulation import adaptive_filter, adaptive_filter_unfold
 
 
 @pytest.mark.parametrize("size", [1, 3, 5, 11])
@@ -56,7 +56,7 @@ def test_rejects_even_window_and_mismatched_shapes():
 @pytest.mark.parametrize("budget", [1, 40, 200])
 def test_strips_give_the_same_values_and_gradients(monkeypatch, budget):
     # Large images are processed in strips of rows; force several (down to one row) on a small one.
-    import geosr.nn.modulation as mod
+    import geosr.methods.nn.modulation as mod
 
     monkeypatch.setattr(mod, "_CPU_STRIP_ELEMENTS", budget)
     g = torch.Generator().manual_seed(budget)
@@ -75,7 +75,7 @@ def test_strips_give_the_same_values_and_gradients(monkeypatch, budget):
 def test_mutual_modulation_is_wired_as_published():
     # Source-to-guide filters the source features over n x n, weighted by the guide pixel;
     # guide-to-source filters the guide features over m x m, weighted by the source pixel.
-    from geosr.nn.mmsr_net import MutualModulation
+    from geosr.methods.nn.mmsr_net import MutualModulation
 
     torch.manual_seed(0)
     mod = MutualModulation(channels=6, source_neighbourhood=7, guide_neighbourhood=3).double()

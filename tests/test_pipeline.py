@@ -10,8 +10,8 @@ from affine import Affine
 from click.testing import CliRunner
 
 import geosr
-from geosr.metrics import border_jump_ratio, hillshade, rmse
-from geosr.sampling import repeat_cells
+from geosr.core.metrics import border_jump_ratio, hillshade, rmse
+from geosr.core.sampling import repeat_cells
 
 from conftest import degrade
 

@@ -96,7 +96,7 @@ def test_every_guide_file_is_recorded_and_in_memory_inputs_are_labelled_tokens(s
 
 
 def test_each_input_file_is_hashed_once_per_run(small_files, monkeypatch):
-    from geosr import fingerprint
+    from geosr.runtime import fingerprint
 
     reads = []
     real = fingerprint.hashlib.sha256
@@ -158,8 +158,8 @@ def test_remote_inputs_are_keyed_by_size_and_modification_time(small_files, http
     import subprocess
     import sys
 
-    from geosr import fingerprint
-    from geosr.checkpoint import TileStore
+    from geosr.runtime import fingerprint
+    from geosr.runtime.checkpoint import TileStore
     from geosr.errors import InputError
 
     folder, base = http_folder
@@ -172,7 +172,7 @@ def test_remote_inputs_are_keyed_by_size_and_modification_time(small_files, http
     assert list(json.loads(out.attrs["geosr_input_sha256"])) == [str(Path(small_files["guide"]).resolve())]
 
     def key_in_a_new_process():  # as a resumed run sees it (GDAL caches what a server said per process)
-        code = f"import json; from geosr import fingerprint; print(json.dumps(fingerprint.fingerprints([{url!r}])))"
+        code = f"import json; from geosr.runtime import fingerprint; print(json.dumps(fingerprint.fingerprints([{url!r}])))"
         return json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                                          env=os.environ).stdout)
 

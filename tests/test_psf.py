@@ -9,12 +9,12 @@ from click.testing import CliRunner
 from scipy.stats import norm
 
 import geosr
-from geosr.backprojection import noise_gain
+from geosr.core.backprojection import noise_gain
 from geosr.cli import main
 from geosr.errors import InputError
-from geosr.metrics import rmse
-from geosr.psf import degrade, degrade_torch, psf_from
-from geosr.sampling import avg_pool
+from geosr.core.metrics import rmse
+from geosr.core.psf import degrade, degrade_torch, psf_from
+from geosr.core.sampling import avg_pool
 
 from conftest import write_tif
 

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 import geosr
 from geosr.errors import InputError
 from geosr.cli import main
-from geosr.sampling import avg_pool, repeat_cells
+from geosr.core.sampling import avg_pool, repeat_cells
 
 from conftest import write_tif
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from geosr.checkpoint import TileStore, folder_for
+from geosr.runtime.checkpoint import TileStore, folder_for
 
 # 2 x 2 tiles of 12 x 12 source pixels.
 TILES = ["--tile-size", "12", "--overlap", "4", "--scale", "4"]

@@ -10,9 +10,9 @@ import pytest
 
 import geosr
 from geosr.errors import InputError
-from geosr.metrics import border_jump_ratio, hillshade, rmse
-from geosr.pair import prepare_pair
-from geosr.scene import lazy_train, predict, train, windows
+from geosr.core.metrics import border_jump_ratio, hillshade, rmse
+from geosr.core.pair import prepare_pair
+from geosr.methods.scene import lazy_train, predict, train, windows
 
 from conftest import degrade
 

@@ -5,7 +5,7 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from geosr import tiling
+from geosr.pipeline import tiling
 from geosr.api import superresolve_array
 
 

@@ -1,8 +1,8 @@
 """GDAL warps from many threads: the values of serial calls, and the user's warnings untouched.
 
-Bicubic upsampling (geosr.sampling.upsample) on 8 threads and the guide's odc-geo warp on 16
+Bicubic upsampling (geosr.core.sampling.upsample) on 8 threads and the guide's odc-geo warp on 16
 dask threads run at the same time, as in a threaded tile run. Why every warp takes
-geosr.sampling.WARP_LOCK is explained there: without it the values are still right, but
+geosr.core.sampling.WARP_LOCK is explained there: without it the values are still right, but
 rasterio's thread-unsafe warnings.catch_warnings() leaks "no geotransform" warnings and can
 leave an "ignore everything" filter behind in the process.
 """
@@ -19,7 +19,7 @@ from affine import Affine
 from odc.geo.geobox import GeoBox
 from rasterio.errors import NotGeoreferencedWarning
 
-from geosr import grid, sampling
+from geosr.pipeline import grid; from geosr.core import sampling
 
 
 @pytest.fixture(scope="module")

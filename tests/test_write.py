@@ -6,7 +6,7 @@ from affine import Affine
 
 import geosr
 from geosr.errors import InputError
-from geosr.io import output_nodata
+from geosr.pipeline.io import output_nodata
 
 from conftest import write_tif
 

@@ -62,7 +62,7 @@ def check_options(name: str, options: dict) -> None:
 
             config_for(**{k: v for k, v in options.items() if k not in COMMON_OPTIONS})
         if options.get("device") is not None:
-            from ..fit import resolve_device
+            from .fit import resolve_device
 
             resolve_device(options["device"])
         return

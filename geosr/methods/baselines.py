@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
-from ..pair import Pair, principal_bands
+from ..core.pair import Pair, principal_bands
 
 
 def bicubic(pair: Pair) -> tuple[np.ndarray, dict]:

@@ -50,11 +50,11 @@ from functools import partial
 
 import numpy as np
 
-from ..backprojection import back_project
+from ..core.backprojection import back_project
 from ..errors import InputError
-from ..pair import Pair
-from ..psf import degrade
-from ..sampling import upsample
+from ..core.pair import Pair
+from ..core.psf import degrade
+from ..core.sampling import upsample
 
 
 @dataclass(frozen=True)
@@ -96,8 +96,8 @@ def run(pair: Pair, device=None, seed: int = 0, progress=None, **overrides) -> t
     import torch
     import torch.nn.functional as F
 
-    from ..fit import Schedule, optimise, deterministic_kernels, resolve_device, seeded_init, to_device
-    from ..nn.cmsr_net import CMSRNet
+    from .fit import Schedule, optimise, deterministic_kernels, resolve_device, seeded_init, to_device
+    from .nn.cmsr_net import CMSRNet
 
     cfg = config_for(**overrides)
     dev = resolve_device(device)

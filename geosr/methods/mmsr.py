@@ -12,7 +12,7 @@ from functools import partial
 import numpy as np
 
 from ..errors import InputError
-from ..pair import Pair, blend
+from ..core.pair import Pair, blend
 
 
 @dataclass(frozen=True)
@@ -96,21 +96,21 @@ def run(pair: Pair, preset: str | None = None, device=None, seed: int = 0, progr
         **overrides) -> tuple[np.ndarray, dict]:
     """Fit MMSR on ``pair`` and return the HR prediction (float64, source units) and details.
 
-    ``model``: a :class:`geosr.scene.SceneModel` trained on the whole scene; the pair is
+    ``model``: a :class:`geosr.methods.scene.SceneModel` trained on the whole scene; the pair is
     then only predicted, not fitted. ``amp``: bfloat16 mixed precision on CUDA (off by default).
     """
     import torch
 
     if model is not None:
-        from ..scene import predict
+        from .scene import predict
 
         if overrides or preset is not None:
             raise InputError(f"with a trained scene model the network is fixed; drop {sorted(overrides) or ['preset']}")
         return predict(model, pair, device=device, amp=amp)
 
-    from ..fit import (Schedule, autocast, deterministic_kernels, masked_cycle_l1, mixed_precision, optimise,
+    from .fit import (Schedule, autocast, deterministic_kernels, masked_cycle_l1, mixed_precision, optimise,
                        resolve_device, seeded_init, to_device)
-    from ..nn.mmsr_net import MMSRNet
+    from .nn.mmsr_net import MMSRNet
 
     cfg = config_for(preset, **overrides)
     dev = resolve_device(device)
@@ -154,7 +154,7 @@ def run(pair: Pair, preset: str | None = None, device=None, seed: int = 0, progr
 
 def margin_cells(source_neighbourhood: int, guide_neighbourhood: int, scale: int) -> int:
     """LR cells of mirrored margin that keep the network's zero padding off the pixels at the frame."""
-    from ..nn.mmsr_net import reach
+    from .nn.mmsr_net import reach
 
     return -(-reach(source_neighbourhood, guide_neighbourhood) // scale)
 

@@ -20,9 +20,9 @@ from functools import partial
 
 import numpy as np
 
-from .errors import InputError
-from .pair import blend, guide_statistics, prepare_pair
-from .psf import AREA
+from ..errors import InputError
+from ..core.pair import blend, guide_statistics, prepare_pair
+from ..core.psf import AREA
 
 # Training windows: side in output pixels, how many are drawn, and how many go into one step.
 WINDOW = 192
@@ -99,7 +99,7 @@ def train(sources, guides, scale: int, *, preset=None, epochs=None, batch_size: 
 
     from .fit import (Schedule, autocast, deterministic_kernels, masked_cycle_l1, mixed_precision, optimise,
                       resolve_device, seeded_init, to_device)
-    from .methods.mmsr import DEFAULT_SCENE_PRESET, config_for
+    from .mmsr import DEFAULT_SCENE_PRESET, config_for
     from .nn.mmsr_net import MMSRNet
 
     t0 = time.perf_counter()
@@ -164,7 +164,7 @@ def predict(model: SceneModel, pair, device=None, amp: bool | None = None) -> tu
     import torch
 
     from .fit import autocast, mixed_precision, resolve_device, to_device
-    from .methods.mmsr import margin_cells
+    from .mmsr import margin_cells
     from .nn.mmsr_net import MMSRNet
 
     if pair.scale != model.scale or pair.guide.shape[0] != model.guide_bands:
@@ -190,12 +190,12 @@ def predict(model: SceneModel, pair, device=None, amp: bool | None = None) -> tu
 def lazy_train(lr, hr_guide, scale: int, options: dict, token: str, store=None, resources=None):
     """A dask Delayed that trains the scene model on random windows of the lazy ``lr``/``hr_guide``.
 
-    Only the windows are read. With a ``store`` (:mod:`geosr.checkpoint`), opened when this
+    Only the windows are read. With a ``store`` (:mod:`geosr.runtime.checkpoint`), opened when this
     computes, the model is saved there once trained, and a model already there is loaded instead.
     """
     import dask
 
-    from .checkpoint import open_task
+    from ..runtime.checkpoint import open_task
 
     name = f"geosr-train-{token}"
     opened = None if store is None else open_task(store, token)
@@ -231,12 +231,12 @@ def _all_cores_in_a_worker():
     many tile fits side by side. The scene model trains alone, before any tile is fitted, so
     one thread would leave the other cores idle. Measured on 2 cores (the whole Sentinel-2 scene of
     notebooks/03): 1323 s on one thread, 1089 s on two, 356 s on two once freed memory is
-    reused (:func:`geosr.memory.reuse_freed_memory`); more cores gain more.
+    reused (:func:`geosr.runtime.memory.reuse_freed_memory`); more cores gain more.
     """
     import os
 
-    from .cluster import in_worker
-    from .memory import reuse_freed_memory
+    from ..runtime.cluster import in_worker
+    from ..runtime.memory import reuse_freed_memory
 
     if not in_worker():
         yield

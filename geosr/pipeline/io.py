@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from .errors import InputError
-from .files import durable_replace, made_by_dead_process, unique_suffix
+from ..errors import InputError
+from ..runtime.files import durable_replace, made_by_dead_process, unique_suffix
 
 # GeoTIFF defaults: float32, 512 x 512 tiles, DEFLATE with the floating-point predictor.
 GTIFF_OPTIONS = {"TILED": "YES", "BLOCKXSIZE": "512", "BLOCKYSIZE": "512", "COMPRESS": "DEFLATE",
@@ -136,10 +136,10 @@ def write(da: xr.DataArray, path, cog: bool = False, overwrite: bool = False, pr
     ``client``: a dask.distributed Client (default: the current one, else local threads). Workers then write their blocks under a
     distributed lock, so the output's folder must be reachable from every worker.
     The checkpoints the written values came from (``superresolve(checkpoint=...)``) lose
-    geosr's files once the output is in place (:func:`geosr.checkpoint.stores_of`).
+    geosr's files once the output is in place (:func:`geosr.runtime.checkpoint.stores_of`).
     """
-    from .checkpoint import stores_of
-    from .cluster import current_client
+    from ..runtime.checkpoint import stores_of
+    from ..runtime.cluster import current_client
 
     if not (da.ndim == 2 or (da.ndim == 3 and da.dims[0] == "band")):
         raise InputError(f"write() takes a (y, x) result or (band, y, x) layers, got dims {da.dims}")

@@ -48,7 +48,7 @@ class GuideWarp(nn.Module):
 
     def displacement(self, h: int, w: int) -> torch.Tensor:
         """(h, w, 2) in pixels of an (h, w) grid: where the guide is sampled minus where the pixel is, i.e.
-        how far the guide's content was found displaced (geosr.align's convention)."""
+        how far the guide's content was found displaced (geosr.core.align's convention)."""
         g = self.sampling_grid((1, 1, h, w))[0]
         ident = F.affine_grid(torch.eye(2, 3, device=g.device)[None], (1, 1, h, w), align_corners=False)[0]
         return (g - ident) * torch.tensor([w / 2, h / 2], device=g.device)

@@ -15,8 +15,8 @@ import xarray as xr
 from affine import Affine
 from odc.geo.geobox import GeoBox
 
-from . import sampling
-from .errors import InputError
+from ..core import sampling
+from ..errors import InputError
 
 # Guide pixels up to this much larger than output pixels still count as "as fine as the output".
 _COARSER_TOLERANCE = 1.1

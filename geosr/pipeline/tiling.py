@@ -71,13 +71,13 @@ def tiled(source, guide, scale: int, tile_size: int, overlap: int, fit, exact: b
     source: dask (h, w) float64, NaN = invalid. guide: dask (bands, h*scale, w*scale).
     ``fit`` must be a picklable function (it may run in another process); it is called with
     ``frame=(top, bottom, left, right)``, True on the tile's sides without a halo: the raster's
-    edge, or every side with ``overlap=0`` (:attr:`geosr.pair.Pair.frame`). ``model``: a
+    edge, or every side with ``overlap=0`` (:attr:`geosr.core.pair.Pair.frame`). ``model``: a
     dask Delayed passed to every fit (a scene model). ``store``: a
-    :class:`geosr.checkpoint.TileStore`, opened by a task of the graph when it computes;
+    :class:`geosr.runtime.checkpoint.TileStore`, opened by a task of the graph when it computes;
     tiles it holds are loaded, not fitted (nor read, where the checkpoint could already be
     reused when the graph was built), and new ones are saved. ``resources``: dask worker resources the fit tasks
     need (e.g. ``{"GPU": 1}``). ``psf``: the sensor model ``exact`` keeps after blending
-    (:mod:`geosr.psf`; default avg-pool). Blocks are corrected one by one; a Gaussian reaches
+    (:mod:`geosr.core.psf`; default avg-pool). Blocks are corrected one by one; a Gaussian reaches
     into the next block, so there each block is corrected once more with a halo, which
     leaves a small residual at block borders (the blocks do not iterate to agreement).
     """
@@ -116,7 +116,7 @@ def _tiled(source, guide, scale, tile_size, overlap, fit, exact, token, model, s
     fit_name, blend_name = f"{FIT_LAYER}-{token}", f"{BLEND_LAYER}-{token}"
     opened = None
     if store is not None:
-        from .checkpoint import open_task
+        from ..runtime.checkpoint import open_task
 
         opened = open_task(store, token)
     done = store.tiles() if store is not None and store.reusable() else set()
@@ -255,7 +255,7 @@ def _intersect(span, c0, c1):
 
 def _tile_task(lr, hr_guide, wy, wx, fit, frame, model=None, store=None, tile=None):
     """One tile of the mosaic, weighted for the blend: loaded from the checkpoint, or fitted (and saved)."""
-    from .memory import release_freed_memory, reuse_freed_memory
+    from ..runtime.memory import release_freed_memory, reuse_freed_memory
 
     if store is not None and store.has_tile(*tile):  # saved by an earlier compute of this run
         return _load_tile(store, tile, wy, wx)
@@ -293,14 +293,14 @@ def _blend(shape, tiles, rows, cols, lr, scale, exact, psf=None):
         out[dst_sl] += tile[src_sl]
     if not exact:
         return out.astype(np.float32)
-    from .backprojection import back_project
-    from .psf import AREA
+    from ..core.backprojection import back_project
+    from ..core.psf import AREA
 
     return back_project(out, lr, np.isfinite(lr), scale, psf=psf or AREA)
 
 
 def _correct_across_borders(hr, lr, scale, psf):
-    from .backprojection import back_project
+    from ..core.backprojection import back_project
 
     return back_project(hr, lr, np.isfinite(lr), scale, psf=psf)
 

@@ -54,7 +54,7 @@ def start(scheduler: str = "threads", workers: int | None = None, address: str |
     installed, a LocalCUDACluster with one worker per GPU and the resource GPU=1.
     distributed: connect to the scheduler at ``address``.
     """
-    from .errors import InputError
+    from ..errors import InputError
 
     if scheduler not in SCHEDULERS:
         raise InputError(f"scheduler must be one of {SCHEDULERS}, got {scheduler!r}")

@@ -18,7 +18,7 @@ import warnings
 import numpy as np
 import xarray as xr
 
-from .errors import InputError
+from ..errors import InputError
 
 
 def as_bands(da: xr.DataArray, role: str) -> xr.DataArray:

@@ -14,7 +14,7 @@ removes nothing else:
 The folder is opened by the first task of the run, when the graph computes, not when it is
 built: building the same call twice, or again after a successful write, changes nothing on
 disk. The marker records the run's parameters, its inputs' fingerprints
-(:mod:`geosr.fingerprint`) and the process that made it. The same run in the same process
+(:mod:`geosr.runtime.fingerprint`) and the process that made it. The same run in the same process
 continues from it (a notebook cell run again after an interrupt); a checkpoint left by
 another process (a run that crashed) is reused only with ``resume=True`` and only if
 parameters and inputs match; ``overwrite=True`` discards it. A folder of several runs
@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 from .files import atomic_write
 
 MARKER = "geosr-checkpoint.json"
@@ -221,7 +221,7 @@ class TileStore:
         return self._model.exists()
 
     def load_model(self):
-        from .scene import SceneModel
+        from ..methods.scene import SceneModel
 
         try:
             with np.load(self._model, allow_pickle=False) as f:

@@ -6,7 +6,7 @@ the SHA-256 of every input file. ``geosr info OUTPUT.tif`` prints them back.
 
 The same seed on the same device type, with the same thread count and versions, gives
 the same output: geosr seeds torch for each fit and, on CUDA, asks cuDNN for
-deterministic kernels (:func:`geosr.fit.seeded_init`, :func:`geosr.fit.deterministic_kernels`).
+deterministic kernels (:func:`geosr.methods.fit.seeded_init`, :func:`geosr.methods.fit.deterministic_kernels`).
 """
 from __future__ import annotations
 
@@ -51,8 +51,8 @@ def git_commit() -> str | None:
 def parameters(method, scale, exact, tile_size, overlap, resampling, band, guide_bands, options, mode,
                batch_size, flat_mask: str | None = None) -> dict:
     """The run's settings as ``geosr_*`` attributes; ``geosr_options`` holds every method option (JSON),
-    ``geosr_flat_mask`` the flat mask (:mod:`geosr.flatmask`), "none" without one."""
-    from ._version import __version__
+    ``geosr_flat_mask`` the flat mask (:mod:`geosr.pipeline.flatmask`), "none" without one."""
+    from .._version import __version__
 
     params = {k: v for k, v in options.items() if k != "progress" and v is not None}
     if mode == "scene":
@@ -93,7 +93,7 @@ def runtime(device=None, client=None, seed: int = 0) -> dict[str, str]:
     """
     import torch
 
-    from .fit import resolve_device
+    from ..methods.fit import resolve_device
 
     if client is not None:
         where = "each dask worker's own" if device is None else str(device)
@@ -108,7 +108,7 @@ def runtime(device=None, client=None, seed: int = 0) -> dict[str, str]:
 
 
 def inputs(arrays, roles, extra=None) -> tuple[dict[str, str], dict[str, str], tuple[str, ...]]:
-    """What identifies a run's inputs (:mod:`geosr.fingerprint`), three ways.
+    """What identifies a run's inputs (:mod:`geosr.runtime.fingerprint`), three ways.
 
     Returns (key, tags, files): ``key`` maps each input file or in-memory input to one line
     that changes when it does (the checkpoint's key); ``tags`` are the output's

@@ -20,7 +20,7 @@ class CycleResidual:
 def cycle_residual(output: np.ndarray, source: np.ndarray, scale: int, source_valid=None, psf=None) -> CycleResidual:
     """How far the output, seen by the sensor, is from the source: 0 means each coarse cell is preserved.
 
-    ``psf``: the sensor model (:mod:`geosr.psf`; None = avg-pool, the cell means). A cell
+    ``psf``: the sensor model (:mod:`geosr.core.psf`; None = avg-pool, the cell means). A cell
     counts when the source is valid there and all of its output pixels are finite.
     """
     from .psf import AREA, degrade

@@ -36,7 +36,7 @@ import numpy as np
 from affine import Affine
 from scipy import ndimage
 
-from .errors import InputError
+from ..errors import InputError
 from .pair import guide_statistics, principal_bands
 from .sampling import avg_pool, fill_nearest
 
@@ -185,7 +185,7 @@ def window_of(valid, side, row_edges=None, col_edges=None):
 
     ``valid`` is per pixel, or per cell of a coarse map whose cells span the pixel rows
     ``row_edges[i]:row_edges[i + 1]`` and columns ``col_edges[j]:col_edges[j + 1]``
-    (:func:`geosr.inputs.valid_map`)."""
+    (:func:`geosr.pipeline.inputs.valid_map`)."""
     row_edges = np.arange(valid.shape[0] + 1) if row_edges is None else np.asarray(row_edges)
     col_edges = np.arange(valid.shape[1] + 1) if col_edges is None else np.asarray(col_edges)
     h, w = int(row_edges[-1]), int(col_edges[-1])

@@ -12,7 +12,7 @@ from functools import cached_property
 import numpy as np
 from scipy import ndimage
 
-from .errors import InputError
+from ..errors import InputError
 from .psf import AREA, PSF
 from .sampling import fill_nearest, repeat_cells, upsample
 
@@ -36,7 +36,7 @@ class Pair:
     scale:         integer factor between the grids.
     guide_mean, guide_std: (c,) the statistics ``guide`` was standardised with, so a
                    model trained on a whole scene can re-standardise with the scene's.
-    psf:           the sensor model (:mod:`geosr.psf`) the methods fit and ``exact`` keeps.
+    psf:           the sensor model (:mod:`geosr.core.psf`) the methods fit and ``exact`` keeps.
     frame:         which sides (top, bottom, left, right) are the raster's edge; False marks a
                    tile's inner side, which has a real halo.
     margin:        LR cells mirrored onto each side by :meth:`mirrored` (0 for a pair as given).

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from .errors import InputError
-from .sampling import repeat_cells
+from ..errors import InputError
+from ..core.sampling import repeat_cells
 
 # Metres in one degree of latitude, gdaldem's ``-s 111120`` for a DEM in degrees.
 METRES_PER_DEGREE = 111120.0
@@ -48,7 +48,7 @@ HINT = ("give a slope threshold in degrees (e.g. 2), a raster (nonzero = flat) o
 class FlatMask:
     """A checked flat mask. ``kind``: "slope", "raster" or "geometry"; ``value``: the threshold
     (degrees), the DataArray, or the odc.geo Geometry. ``description`` is the output's
-    ``geosr_flat_mask`` attribute; ``checksums`` (:mod:`geosr.fingerprint`'s form) key a checkpoint by
+    ``geosr_flat_mask`` attribute; ``checksums`` (:mod:`geosr.runtime.fingerprint`'s form) key a checkpoint by
     the mask's content."""
 
     kind: str
@@ -108,7 +108,7 @@ def _number(x: float) -> str:
 
 
 def _from_path(name: str) -> FlatMask:
-    from .fingerprint import fingerprints, sha256
+    from ..runtime.fingerprint import fingerprints, sha256
     from .io import open_raster
 
     local = "://" not in name and not name.startswith("/vsi")
@@ -304,9 +304,9 @@ def _rasterize_block(shape, affine, block_info=None):
     corners = [transform @ p for p in ((0, 0), (out_shape[1], 0), (out_shape[1], out_shape[0]), (0, out_shape[0]))]
     if 0 in out_shape or not shape.intersects(box(*np.min(corners, 0), *np.max(corners, 0))):
         return np.zeros(out_shape, bool)
-    from .sampling import WARP_LOCK
+    from ..core.sampling import WARP_LOCK
 
-    with WARP_LOCK:  # rasterio's in-memory datasets swap the process's warning filters (geosr.sampling)
+    with WARP_LOCK:  # rasterio's in-memory datasets swap the process's warning filters (geosr.core.sampling)
         return rasterize([(shape, 1)], out_shape=out_shape, transform=transform, fill=0, dtype="uint8").astype(bool)
 
 

@@ -21,9 +21,9 @@ import math
 
 import numpy as np
 
-from .pair import feathered_weight
-from .psf import AREA, PSF, degrade
-from .sampling import repeat_cells
+from ..core.pair import feathered_weight
+from ..core.psf import AREA, PSF, degrade
+from ..core.sampling import repeat_cells
 
 BANDS = ("fallback", "cycle_residual", "guide_influence")
 SPREAD = "ensemble_spread"

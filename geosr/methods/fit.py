@@ -14,7 +14,7 @@ import torch
 def resolve_device(device=None) -> torch.device:
     """None picks CUDA when available, else the CPU. A device this machine does not have is an
     :class:`~geosr.errors.InputError` that names the ones it has."""
-    from .errors import InputError
+    from ..errors import InputError
 
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -99,9 +99,9 @@ def masked_cycle_l1(prediction: torch.Tensor, target: torch.Tensor, valid: torch
                     psf=None) -> torch.Tensor:
     """Mean |degrade(prediction) - target| over valid LR pixels: the cycle-consistency loss.
 
-    ``psf`` (:mod:`geosr.psf`) is the sensor model; None is the paper's avg-pool.
+    ``psf`` (:mod:`geosr.core.psf`) is the sensor model; None is the paper's avg-pool.
     """
-    from .psf import AREA, degrade_torch
+    from ..core.psf import AREA, degrade_torch
 
     diff = (degrade_torch(prediction, scale, psf or AREA) - target).abs()
     return (diff * valid).sum() / valid.sum().clamp_min(1)

@@ -23,7 +23,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
 
 KINDS = ("area", "gaussian")
 DEFAULT_SIGMA = 0.5
