@@ -60,7 +60,7 @@ def pixel_matrix(kind, value, shape):
 
 def array_case(name, epochs, steps, methods, seeds):
     import geosr
-    from geosr.core import align
+    from geosr.core import align, warp
     from geosr.core.sampling import avg_pool
 
     z = np.load(DATA / "pixtransform" / f"{name}_sample_images.npz")
@@ -68,7 +68,7 @@ def array_case(name, epochs, steps, methods, seeds):
     src = avg_pool(truth, SCALE)
     for label, (kind, value) in displacements():
         d = pixel_matrix(kind, value, truth.shape)
-        moved = align.correct(guide, align.Alignment("shift", ~d, (0, 0)))
+        moved = warp.displace(guide, align.Alignment("shift", ~d, (0, 0)))
 
         def run(method, align_kind, **opts):
             t = time.perf_counter()

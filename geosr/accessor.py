@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import xarray as xr
 
+from .spec import RunSpec
+
 
 @xr.register_dataarray_accessor("geosr")
 class GeosrAccessor:
@@ -11,7 +13,7 @@ class GeosrAccessor:
     def __init__(self, da: xr.DataArray):
         self._da = da
 
-    def superresolve(self, guide, scale=4, method: str = "mmsr", **options) -> xr.DataArray:
+    def superresolve(self, guide, scale=RunSpec.scale, method: str = RunSpec.method, **options) -> xr.DataArray:
         """See :func:`geosr.superresolve`; this DataArray is the source.
 
         Dimensions other than band, y and x (``time``, a stack of scenes) are mapped over:

@@ -14,14 +14,15 @@ from pathlib import Path
 
 import click
 
-from .runtime import cluster
 from ._version import __version__
-from .core.align import ALIGNMENTS, DEFAULT_ALIGN
-from .api import DEFAULT_MODE, MODES
-from .runtime.cluster import SCHEDULERS
+from .core.align import ALIGNMENTS
+from .core.psf import KINDS
+from .errors import InputError
 from .methods import METHODS
 from .methods.mmsr import DEFAULT_PRESET, DEFAULT_SCENE_PRESET, PRESETS
-from .core.psf import KINDS
+from .runtime import cluster
+from .runtime.cluster import SCHEDULERS
+from .spec import MODES, RunSpec
 
 RESAMPLINGS = ("auto", "nearest", "bilinear", "cubic", "cubic_spline", "lanczos", "average")
 
@@ -87,14 +88,14 @@ Examples:
 @main.command(epilog=UPSAMPLE_EXAMPLES)
 @click.argument("source")
 @click.argument("guide", nargs=-1, required=True)
-@click.option("--scale", type=int, default=4, show_default=True,
+@click.option("--scale", type=int, default=RunSpec.scale, show_default=True,
               help="Integer refinement: output pixel = source pixel / scale.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Output file (default: <source stem>_x<scale>.tif in the current folder).")
-@click.option("--method", type=click.Choice(sorted(METHODS)), default="mmsr", show_default=True)
+@click.option("--method", type=click.Choice(sorted(METHODS)), default=RunSpec.method, show_default=True)
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None,
               help=f"MMSR preset (default: {DEFAULT_SCENE_PRESET} for --mode scene, {DEFAULT_PRESET} for --mode tile).")
-@click.option("--mode", type=click.Choice(MODES), default=DEFAULT_MODE, show_default=True,
+@click.option("--mode", type=click.Choice(MODES), default=RunSpec.mode, show_default=True,
               help="MMSR: scene = one network trained on random windows of the whole raster, then run on every "
                    "tile; tile = one network fitted per tile (the paper's per-pair optimisation, more accurate, "
                    "cost x tiles); auto = tile for a one-tile raster, else scene.")
@@ -119,20 +120,20 @@ Examples:
 @click.option("--src-nodata", type=float, default=None, help="Override the source's nodata value.")
 @click.option("--dst-nodata", type=float, default=None,
               help="Output nodata (default: the source's if float32 holds it, else nan).")
-@click.option("--resampling", type=click.Choice(RESAMPLINGS), default="auto", show_default=True,
+@click.option("--resampling", type=click.Choice(RESAMPLINGS), default=RunSpec.resampling, show_default=True,
               help="Warping the guide onto the output grid; auto = average for a finer guide, else bilinear.")
 @click.option("--bounds", nargs=4, type=float, default=None, metavar="LEFT BOTTOM RIGHT TOP",
               help="Process only this box, in the source's CRS.")
-@click.option("--align", type=click.Choice(ALIGNMENTS), default=DEFAULT_ALIGN, show_default=True,
+@click.option("--align", type=click.Choice(ALIGNMENTS), default=RunSpec.align, show_default=True,
               help="Before the fit, estimate how far the guide is displaced from the source (shift, or affine for a "
                    "rotation) and remove it; the estimate is written to the output's tags.")
 @click.option("--flat-mask", callback=_flat_mask, default=None, metavar="DEGREES|FILE",
               help="Use bicubic, not the guide, on flat ground and water, so the guide's texture (waves, road paint, "
                    "crop rows) does not become false relief: a slope threshold in degrees on the source (e.g. 2), "
                    "or a raster (nonzero = flat) or GeoJSON file of polygons.")
-@click.option("--exact/--no-exact", default=True, show_default=True,
+@click.option("--exact/--no-exact", default=RunSpec.exact, show_default=True,
               help="Keep every source cell's mean (back-projection); with --psf gaussian, the Gaussian model.")
-@click.option("--psf", type=click.Choice(KINDS), default="area", show_default=True,
+@click.option("--psf", type=click.Choice(KINDS), default=RunSpec.psf, show_default=True,
               help="Sensor model linking output and source, used by the loss and by --exact: area = the cell mean "
                    "(the paper's), gaussian = a Gaussian blur of --psf-sigma source pixels (optics that blur "
                    "across cells).")
@@ -172,37 +173,26 @@ def upsample(source, guide, scale, output, method, preset, mode, epochs, batch_s
     Finished tiles are kept in <output>.geosr-resume while the run goes on; after an
     interrupt, the same command with --resume computes only the missing ones.
     """
-    from .errors import InputError
-
+    # Epoch bars: always with -v, never with -q, else on terminals (scene training is one long step).
+    progress = True if verbose else (False if quiet else None)
     try:
-        _check_applicable(click.get_current_context(), method, mode)
-        if device is not None and method in LEARNED:  # before a cluster starts for nothing
-            from .methods.fit import resolve_device
-
-            resolve_device(device)
+        spec = _spec(click.get_current_context(), method, scale, dict(
+            band=band, guide_bands=guide_bands, src_nodata=src_nodata, dst_nodata=dst_nodata, resampling=resampling,
+            tile_size=tile_size, overlap=overlap, exact=exact, align=align, flat_mask=flat_mask, psf=psf,
+            psf_sigma=psf_sigma, quality=quality is not None, ensemble=ensemble), dict(
+            preset=preset, epochs=epochs, mode=mode, batch_size=batch_size, device=device, seed=seed, amp=amp,
+            progress=progress))
     except InputError as e:
         raise click.ClickException(str(e)) from None
     if output is None:
-        output = Path(f"{Path(source.rstrip('/')).stem}_x{scale}.tif")
-    options = {}
-    # Epoch bars: always with -v, never with -q, else on terminals (scene training is one long step).
-    progress = True if verbose else (False if quiet else None)
-    if method == "mmsr":
-        options = dict(preset=preset, epochs=epochs, device=device, seed=seed, mode=mode, batch_size=batch_size,
-                       progress=progress)
-        if amp:
-            options["amp"] = True
-    elif method == "cmsr":
-        options = dict(steps=epochs, device=device, seed=seed, progress=progress)
+        output = Path(f"{Path(source.rstrip('/')).stem}_x{spec.scale}.tif")
     with _interruptible(output, quiet):
         try:
             t = time.perf_counter()
             client = cluster.start(scheduler, workers, address, device)
             try:
-                result = _run(source, list(guide), scale, output, method, band, guide_bands, src_nodata, dst_nodata,
-                              resampling, bounds, tile_size, overlap, exact, cog, creation_options, overwrite,
-                              resume, client, quiet, {**options, "align": align, "flat_mask": flat_mask, "psf": psf,
-                                                      "psf_sigma": psf_sigma}, quality, ensemble)
+                result = _run(source, list(guide), output, spec, bounds, cog, creation_options, overwrite, resume,
+                              client, quiet, quality)
             finally:
                 if client is not None:
                     _close(client)
@@ -214,46 +204,40 @@ def upsample(source, guide, scale, output, method, preset, mode, epochs, batch_s
         except OSError as e:  # a file system or GDAL error: a path, free space or permissions
             raise click.ClickException(f"{e}. Check the paths, the free space and the permissions.") from None
     if not quiet:
-        click.echo(f"wrote {output} ({result.shape[0]} x {result.shape[1]} px, {method}) in "
+        click.echo(f"wrote {output} ({result.shape[-2]} x {result.shape[-1]} px, {method}) in "
                    f"{time.perf_counter() - t:.0f} s", err=True)
 
 
-LEARNED = ("mmsr", "cmsr")
-# Options that only some methods use: option -> (methods, why not elsewhere).
-APPLIES_TO = {
-    "preset": (("mmsr",), "presets are MMSR networks"),
-    "mode": (("mmsr",), "other methods always run tile by tile"),
-    "batch_size": (("mmsr",), "it sets MMSR's scene training"),
-    "amp": (("mmsr",), "it sets MMSR's network precision"),
-    "epochs": (LEARNED, "only learned methods optimise"),
-    "seed": (LEARNED, "the method gives the same output for any seed"),
-    "device": (LEARNED, "the method runs on the CPU"),
-    "ensemble": (LEARNED, "the method gives the same output for any seed"),
-    "align": (("mmsr", "cmsr", "guided"), "bicubic does not use the guide"),
-    "flat_mask": (("mmsr", "cmsr", "guided"), "bicubic does not use the guide"),
-    "resampling": (("mmsr", "cmsr", "guided"), "bicubic does not use the guide"),
-    "guide_bands": (("mmsr", "cmsr", "guided"), "bicubic does not use the guide"),
-}
-
-
-def _check_applicable(ctx, method, mode):
-    """Refuse options given on the command line that the chosen method or mode would ignore."""
+def _spec(ctx, method, scale, settings: dict, flags: dict) -> RunSpec:
+    """The run's spec from the command line's flags, refusing flags that the method or mode would ignore."""
     from click.core import ParameterSource
-
-    from .errors import InputError
 
     def given(name):
         return ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
 
+    if settings["ensemble"] is not None and not settings["quality"]:
+        raise InputError("--ensemble adds a band to the quality layers: give --quality FILE as well")
+    if settings["quality"] and isinstance(settings["band"], (str, list)):
+        raise InputError("--quality describes one band; run each band with --band N --quality FILE")
     flag = {p.name: p.opts[-1] for p in ctx.command.params if p.opts}
-    unused = [(flag[name], why) for name, (methods, why) in APPLIES_TO.items() if given(name) and method not in methods]
+    unused = [(flag[name], why) for name, why in RunSpec(method=method).not_applying(
+        [n for n in flag if given(n)])]
     if unused:
         one_reason = len({why for _, why in unused}) == 1
         names = ", ".join(f if one_reason else f"{f} ({why})" for f, why in unused)
         raise InputError(f"{names} {'does' if len(unused) == 1 else 'do'} not apply to --method {method}"
                          f"{f' ({unused[0][1]})' if one_reason else ''}; leave {'it' if len(unused) == 1 else 'them'} out")
-    if given("batch_size") and mode == "tile":
+    if given("batch_size") and flags["mode"] == "tile":
         raise InputError("--batch-size sets scene training; it does not apply to --mode tile")
+    options = {}
+    if method == "mmsr":
+        options = {k: flags[k] for k in ("preset", "epochs", "device", "seed", "progress")}
+        settings.update(mode=flags["mode"], batch_size=flags["batch_size"])
+        if flags["amp"]:
+            options["amp"] = True
+    elif method == "cmsr":  # its optimisation steps
+        options = dict(steps=flags["epochs"], device=flags["device"], seed=flags["seed"], progress=flags["progress"])
+    return RunSpec.build(scale=scale, method=method, **settings, **options)
 
 
 def _close(client):
@@ -263,46 +247,32 @@ def _close(client):
         cluster_.close()
 
 
-def _run(source, guides, scale, output, method, band, guide_bands, src_nodata, dst_nodata, resampling, bounds,
-         tile_size, overlap, exact, cog, creation_options, overwrite, resume, client, quiet, options, quality=None,
-         ensemble=None):
-    from .api import check_ensemble, quality_layers, superresolve
-    from .runtime.checkpoint import folder_for, stores_of
-    from .runtime.checkpoint import holds_work as checkpoint_holds_work
-    from .runtime.checkpoint import remove as remove_checkpoint
-    from .errors import InputError
+def _run(source, guides, output, spec, bounds, cog, creation_options, overwrite, resume, client, quiet, quality=None):
+    from .api import quality_layers
     from .pipeline.grid import crop_to_bounds
     from .pipeline.io import check_output, open_raster, output_bytes, write
-    from .core.pair import check_scale
+    from .pipeline.run import run
+    from .runtime.checkpoint import folder_for, holds_work, remove, stores_of
 
-    check_scale(scale)
     src = open_raster(source, "source")
     gds = [open_raster(g, "guide" if len(guides) == 1 else f"guide {i + 1}") for i, g in enumerate(guides)]
+    guide = gds if len(gds) > 1 else gds[0]
     if bounds is not None:
         src = crop_to_bounds(src, bounds)
-    # Before any work (superresolve reads the source once to find a valid pixel): is the output
+    # Before any work (the run reads the source once to find a valid pixel): is the output
     # allowed, and would it fit on the disk?
-    shape = (src.rio.height * scale, src.rio.width * scale)
+    shape = (src.rio.height * spec.scale, src.rio.width * spec.scale)
     # The output, plus the checkpoint of finished tiles (float32 with halos) kept until it is written.
     check_output(output, [source, *guides], overwrite, output_bytes(shape, cog) + output_bytes(shape, False) * 13 // 10)
     if quality is not None:
-        if isinstance(band, (str, list)):
-            raise InputError("--quality describes one band; run each band with --band N --quality FILE")
         if quality.resolve() == Path(output).resolve():
             raise InputError(f"--quality {quality} is the output file; give the quality layers a file of their own")
-        check_output(quality, [source, *guides], overwrite, output_bytes((3 if ensemble is None else 4, *shape), cog))
-    elif ensemble is not None:
-        raise InputError("--ensemble adds a band to the quality layers: give --quality FILE as well")
-    if ensemble is not None:
-        check_ensemble(method, ensemble)
+        check_output(quality, [source, *guides], overwrite, output_bytes((3 if spec.ensemble is None else 4, *shape), cog))
     checkpoint = folder_for(output)
     if resume and not checkpoint.is_dir():
         raise InputError(f"--resume: there is no checkpoint of an interrupted run at {checkpoint}; "
                          "run without --resume")
-    result = superresolve(src, gds if len(gds) > 1 else gds[0], scale, method, band=band, guide_bands=guide_bands,
-                          src_nodata=src_nodata, dst_nodata=dst_nodata, resampling=resampling,
-                          tile_size=tile_size, overlap=overlap, exact=exact, checkpoint=checkpoint, resume=resume,
-                          overwrite=overwrite and not resume, client=client, **options)
+    result = run(src, guide, spec, checkpoint, resume=resume, overwrite=overwrite and not resume, client=client)
     if resume and not quiet:
         stores = stores_of(result)
         n = math.prod(len(c) for c in result.chunks)  # tiles, times bands
@@ -312,12 +282,12 @@ def _run(source, guides, scale, output, method, band, guide_bands, src_nodata, d
     try:
         write(result, output, cog=cog, overwrite=overwrite, progress=not quiet, client=client, **creation_options)
     except BaseException:
-        if not checkpoint_holds_work(checkpoint):  # nothing worth resuming from: leave no folder behind
-            remove_checkpoint(checkpoint)
+        if not holds_work(checkpoint):  # nothing worth resuming from: leave no folder behind
+            remove(checkpoint)
         raise
-    if quality is not None:  # from the written output: only bicubic is computed again, no fit
-        layers = quality_layers(open_raster(str(output)), src, gds if len(gds) > 1 else gds[0], src_nodata=src_nodata,
-                                ensemble=ensemble)
+    if quality is not None:  # from the written output and its tags: only bicubic is computed again, no fit
+        layers = quality_layers(open_raster(str(output)), src, guide, src_nodata=spec.src_nodata,
+                                ensemble=spec.ensemble)
         write(layers, quality, cog=cog, overwrite=overwrite, progress=not quiet, client=client, **creation_options)
         if not quiet:
             click.echo(f"wrote quality layers to {quality}", err=True)

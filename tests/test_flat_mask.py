@@ -264,11 +264,12 @@ def test_cli_flat_mask_is_recorded_and_shown_by_the_quality_layers(files, tmp_pa
 
 
 def test_array_api_takes_a_boolean_mask_of_either_shape(files):
-    from geosr.api import _coregister
+    from geosr.pipeline.coregister import coregister
+    from geosr.spec import RunSpec
 
     lr = files["lr"]
     src, guide = inputs(files)
-    hr_guide = np.asarray(_coregister(src, guide, SCALE, None, None, None, None, "auto", "none")[4])  # output grid
+    hr_guide = np.asarray(coregister(src, guide, RunSpec(scale=SCALE, align="none")).hr_guide)  # output grid
     cells = expected_slope_mask(files)[::SCALE, ::SCALE]
     kw = dict(exact=False, align="none", epochs=20, seed=0)
     a = geosr.superresolve_array(lr, hr_guide, SCALE, flat_mask=cells, **kw)

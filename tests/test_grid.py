@@ -91,7 +91,7 @@ def test_guide_on_the_output_grid_passes_through_bit_identical(small, tmp_path):
     path = write_tif(tmp_path / "on_grid.tif", data, hr.crs, hr.affine, nodata=-1)
     gd = geosr.open_raster(path)
     stack = inputs.guide_stack(gd)
-    on = grid.guide_onto(stack, grid.geobox_of(gd, "guide"), hr)
+    on = grid.onto_grid(stack, grid.geobox_of(gd, "guide"), hr)
     assert on is stack
     np.testing.assert_array_equal(on.values, data)
 
@@ -135,7 +135,7 @@ def test_rotated_geotransform(small, tmp_path):
     src = geosr.open_raster(path)
     g = geosr.open_raster(small["ortho"])
     out_grid = grid.output_grid(grid.geobox_of(src, "source"), 4)
-    on = grid.guide_onto(inputs.guide_stack(g), grid.geobox_of(g, "guide"), out_grid, "nearest").values
+    on = grid.onto_grid(inputs.guide_stack(g), grid.geobox_of(g, "guide"), out_grid, "nearest").values
     assert np.isfinite(on).all(0).mean() > 0.9  # the warped guide covers the rotated grid
     # Each output pixel holds the orthophoto at its own map position: a mirrored or unrotated warp fails.
     with rasterio.open(small["ortho"]) as o:

@@ -5,7 +5,7 @@ import pytest
 from scipy import ndimage
 
 from geosr import superresolve_array
-from geosr.core.metrics import flat_cells, hillshade, hillshade_difference, slope_rmse, texture_copy_index
+from geosr.core.metrics import flat_truth_cells, hillshade, hillshade_difference, slope_rmse, texture_copy_index
 from geosr.core.sampling import avg_pool
 
 
@@ -21,19 +21,19 @@ def crop(depth_pairs):
 def test_flat_cells_are_those_whose_neighbourhood_is_flat_in_the_truth():
     truth = np.zeros((40, 40))
     truth[:, 20:] = 5.0  # a 5-unit step between LR columns 4 and 5
-    flat = flat_cells(truth, 4, tolerance=1.0)
+    flat = flat_truth_cells(truth, 4, tolerance=1.0)
     assert flat.shape == (10, 10)
     # Edge cells (incomplete neighbourhood) and the two columns beside the step are not flat.
     expected = np.zeros((10, 10), bool)
     expected[1:-1, [1, 2, 3, 6, 7, 8]] = True
     np.testing.assert_array_equal(flat, expected)
     truth[8, 8] = np.nan  # a hole: the cells around it are not counted
-    assert not flat_cells(truth, 4)[1:4, 1:4].any()
+    assert not flat_truth_cells(truth, 4)[1:4, 1:4].any()
 
 
 def test_texture_copy_index_flags_guide_texture_pasted_onto_flat_ground(crop):
     truth, src, guide, bic = crop
-    assert flat_cells(truth, 4).sum() >= 300  # the crop has flat walls and floor
+    assert flat_truth_cells(truth, 4).sum() >= 300  # the crop has flat walls and floor
     assert texture_copy_index(bic, truth, bic, 4) == 1.0
     # Bicubic plus the guide's fine detail (high-pass luminance, 2 grey levels of amplitude):
     # the error on flat ground grows, and the index says so.

@@ -144,4 +144,4 @@ def test_ensemble_spread_is_the_std_over_seeds(files, tmp_path):
     assert res.exit_code != 0 and "do not apply to --method bicubic" in res.output, res.output
     assert "--ensemble (the method gives the same output for any seed)" in res.output
     with pytest.raises(InputError, match="needs a learned method"):
-        geosr.api.check_ensemble("bicubic", 2)
+        geosr.spec.check_ensemble("bicubic", 2)

@@ -12,7 +12,8 @@ import geosr
 from geosr.errors import InputError
 from geosr.core.metrics import border_jump_ratio, hillshade, rmse
 from geosr.core.pair import prepare_pair
-from geosr.methods.scene import lazy_train, predict, train, windows
+from geosr.methods.scene import predict, train, windows
+from geosr.pipeline.train import lazy_train
 
 from conftest import degrade
 

@@ -5,23 +5,23 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from geosr.pipeline import tiling
+from geosr.pipeline import plan, tiling
 from geosr.api import superresolve_array
 
 
 def test_split_is_near_equal_and_never_leaves_a_sliver():
-    assert tiling.split(100, 200, 16) == (100,)  # smaller than one tile: one tile
-    assert tiling.split(101, 52, 16) == (51, 50)
-    assert tiling.split(130, 64, 16) == (44, 43, 43)
-    sizes = tiling.split(1000, 64, 16)
+    assert plan.split(100, 200, 16) == (100,)  # smaller than one tile: one tile
+    assert plan.split(101, 52, 16) == (51, 50)
+    assert plan.split(130, 64, 16) == (44, 43, 43)
+    sizes = plan.split(1000, 64, 16)
     assert sum(sizes) == 1000 and max(sizes) - min(sizes) <= 1 and min(sizes) >= 16
-    assert tiling.split(40, 16, 16) == (20, 20)  # a third chunk would be below min_chunk
+    assert plan.split(40, 16, 16) == (20, 20)  # a third chunk would be below min_chunk
 
 
 def test_windows_of_neighbours_sum_to_one():
     halo = 12
-    a = tiling.window(100, 0, halo)   # first tile: ramps down over its last 2 * halo pixels
-    b = tiling.window(100, halo, 0)   # next tile: ramps up over its first 2 * halo pixels
+    a = plan.window(100, 0, halo)   # first tile: ramps down over its last 2 * halo pixels
+    b = plan.window(100, halo, 0)   # next tile: ramps up over its first 2 * halo pixels
     np.testing.assert_allclose(a[-2 * halo:] + b[: 2 * halo], 1.0, rtol=0, atol=1e-15)
     assert a[0] == 1.0 and np.all(np.diff(a) <= 0)
     assert (a[-halo // 2:] == 0).all() and (b[: halo // 2] == 0).all()  # a tile's outermost pixels never count

@@ -1,8 +1,8 @@
 """GDAL warps from many threads: the values of serial calls, and the user's warnings untouched.
 
-Bicubic upsampling (geosr.core.sampling.upsample) on 8 threads and the guide's odc-geo warp on 16
+Bicubic upsampling (geosr.core.warp.upsample) on 8 threads and the guide's odc-geo warp on 16
 dask threads run at the same time, as in a threaded tile run. Why every warp takes
-geosr.core.sampling.WARP_LOCK is explained there: without it the values are still right, but
+geosr.core.warp.WARP_LOCK is explained there: without it the values are still right, but
 rasterio's thread-unsafe warnings.catch_warnings() leaks "no geotransform" warnings and can
 leave an "ignore everything" filter behind in the process.
 """
@@ -19,7 +19,8 @@ from affine import Affine
 from odc.geo.geobox import GeoBox
 from rasterio.errors import NotGeoreferencedWarning
 
-from geosr.pipeline import grid; from geosr.core import sampling
+from geosr.core import warp
+from geosr.pipeline import grid
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def guide(fieldimager):
 
 def _warp(guide):
     g, box, target = guide
-    return grid.guide_onto(g.chunk({"band": 1, "y": 32, "x": 32}), box, target, "bilinear")
+    return grid.onto_grid(g.chunk({"band": 1, "y": 32, "x": 32}), box, target, "bilinear")
 
 
 def _arrays(n):
@@ -48,7 +49,7 @@ def _arrays(n):
 
 def test_threaded_warps_equal_serial_ones_and_leave_warnings_alone(guide):
     calls = _arrays(200)
-    serial_up = [sampling.upsample(*c) for c in calls]
+    serial_up = [warp.upsample(*c) for c in calls]
     with dask.config.set(scheduler="synchronous"):
         serial_guide = _warp(guide).values
     assert np.isfinite(serial_guide).mean() > 0.9
@@ -58,7 +59,7 @@ def test_threaded_warps_equal_serial_ones_and_leave_warnings_alone(guide):
         filters = list(warnings.filters)
         for _ in range(2):
             with ThreadPoolExecutor(8) as pool:
-                upsampled = pool.map(lambda c: sampling.upsample(*c), calls)
+                upsampled = pool.map(lambda c: warp.upsample(*c), calls)
                 with dask.config.set(scheduler="threads", num_workers=16):
                     warped = _warp(guide).values
                 upsampled = list(upsampled)
@@ -80,11 +81,11 @@ def test_the_guide_warp_of_every_chunk_takes_the_warp_lock(guide, monkeypatch):
         def __exit__(self, *exc):
             return False
 
-    monkeypatch.setattr(sampling, "WARP_LOCK", Spy())
+    monkeypatch.setattr(warp, "WARP_LOCK", Spy())
     warped = _warp(guide)
     with dask.config.set(scheduler="synchronous"):
         warped.compute()
     # 3 bands x 7 x 7 output chunks of 32 pixels, each one warp
     assert len(held) == 3 * 7 * 7
-    sampling.upsample(np.ones((3, 3)), 2)
+    warp.upsample(np.ones((3, 3)), 2)
     assert len(held) == 3 * 7 * 7 + 1

@@ -263,29 +263,3 @@ def _search(p, bands, cells, kind, scale, reach):
     lin = Affine(1 + la / half, lb / half, 0, lc / half, 1 + ld / half, 0)
     matrix = Affine.translation(cx + tx, cy + ty) @ lin @ Affine.translation(-cx, -cy)
     return matrix, best_cost / (cost(np.zeros(6)) or 1.0)
-
-
-def correct(guide: np.ndarray, alignment: Alignment) -> np.ndarray:
-    """The guide (c, H, W) resampled so its content sits where the source's does.
-
-    Cubic on the gaps-filled bands; pixels that come from outside the guide or from an
-    invalid pixel become NaN (invalid), so the method falls back to bicubic there.
-    """
-    g = np.asarray(guide, np.float64)
-    g = g[None] if g.ndim == 2 else g
-    if alignment.matrix == Affine.identity():
-        return g
-    m = alignment.matrix
-    # ndimage works in (row, col) index space with pixel centres at integers.
-    centre = Affine.translation(0.5, 0.5)
-    idx = ~centre @ m @ centre
-    matrix = np.array([[idx.e, idx.d], [idx.b, idx.a]])
-    offset = np.array([idx.f, idx.c])
-    valid = np.isfinite(g).all(axis=0)
-    inside = ndimage.affine_transform(valid.astype(np.float64), matrix, offset, order=1, mode="constant", cval=0.0)
-    out = np.empty_like(g)
-    for i, b in enumerate(g):
-        filled = fill_nearest(np.where(valid, b, 0.0), valid) if not valid.all() else b
-        out[i] = ndimage.affine_transform(filled, matrix, offset, order=3, mode="nearest")
-    out[:, inside < 0.999] = np.nan
-    return out

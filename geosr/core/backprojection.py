@@ -20,7 +20,8 @@ from __future__ import annotations
 import numpy as np
 
 from .psf import AREA, PSF, cell_weights, coverage, degrade
-from .sampling import avg_pool, repeat_cells, upsample
+from .sampling import avg_pool, repeat_cells
+from .warp import upsample
 
 # Richardson steps for the gaussian per-cell solve; each is one small LR correlation.
 _CELL_STEPS = 400

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .sampling import repeat_cells
+from .psf import AREA, degrade
+from .terrain import hillshade, slope
 
 
 @dataclass(frozen=True)
@@ -23,8 +25,6 @@ def cycle_residual(output: np.ndarray, source: np.ndarray, scale: int, source_va
     ``psf``: the sensor model (:mod:`geosr.core.psf`; None = avg-pool, the cell means). A cell
     counts when the source is valid there and all of its output pixels are finite.
     """
-    from .psf import AREA, degrade
-
     pooled = degrade(output, scale, psf or AREA)
     src = np.asarray(source, np.float64)
     ok = np.isfinite(pooled) & np.isfinite(src)
@@ -43,25 +43,10 @@ def rmse(prediction: np.ndarray, truth: np.ndarray) -> float:
     return float(np.sqrt(np.mean((p[ok] - t[ok]) ** 2)))
 
 
-def slope_degrees(height: np.ndarray, pixel_size: float = 1.0) -> np.ndarray:
-    """Terrain slope in degrees (central differences): copied guide texture shows here first."""
-    gy, gx = np.gradient(np.asarray(height, np.float64), pixel_size)
-    return np.degrees(np.arctan(np.hypot(gx, gy)))
-
-
 def slope_rmse(prediction: np.ndarray, truth: np.ndarray, pixel_size: float = 1.0) -> float:
-    """RMSE of slope, in degrees, between a predicted and a true height grid."""
-    return rmse(slope_degrees(prediction, pixel_size), slope_degrees(truth, pixel_size))
-
-
-def hillshade(height: np.ndarray, pixel_size: float = 1.0, azimuth: float = 315.0, altitude: float = 45.0):
-    """Hillshade in [0, 1] (GDAL's convention: light from the north-west, 45 deg up; rows run south)."""
-    gy, gx = np.gradient(np.asarray(height, np.float64), pixel_size)
-    slope = np.arctan(np.hypot(gx, gy))
-    aspect = np.arctan2(gy, -gx)  # ESRI/GDAL: dz/dy runs north to south, as rows do
-    az, alt = np.radians(360.0 - azimuth + 90.0), np.radians(altitude)
-    shade = np.sin(alt) * np.cos(slope) + np.cos(alt) * np.sin(slope) * np.cos(az - aspect)
-    return np.clip(shade, 0.0, 1.0)
+    """RMSE of slope, in degrees (:func:`geosr.core.terrain.slope`), between a predicted and a true height grid:
+    copied guide texture shows here first."""
+    return rmse(slope(prediction, pixel_size, pixel_size), slope(truth, pixel_size, pixel_size))
 
 
 def border_jump_ratio(image: np.ndarray, rows=(), cols=(), percentile: float = 99.0) -> float:
@@ -88,7 +73,7 @@ def hillshade_difference(prediction: np.ndarray, truth: np.ndarray, pixel_size: 
     return float(np.nanmean(d))
 
 
-def flat_cells(truth: np.ndarray, scale: int, tolerance: float = 1.0) -> np.ndarray:
+def flat_truth_cells(truth: np.ndarray, scale: int, tolerance: float = 1.0) -> np.ndarray:
     """LR cells (h/scale, w/scale) whose 3 x 3 cell neighbourhood varies by at most ``tolerance`` in
     the truth; cells at the edge, or touching an invalid pixel, are not counted."""
     from scipy import ndimage
@@ -111,7 +96,7 @@ def texture_copy_index(prediction: np.ndarray, truth: np.ndarray, bicubic: np.nd
     upsampling of the cell means is nearly exact, so error beyond it is relief the method
     invented (crop rows, road paint, shadows). NaN when the truth has no flat cell.
     """
-    flat = flat_cells(truth, scale, tolerance)
+    flat = flat_truth_cells(truth, scale, tolerance)
     if not flat.any():
         return float("nan")
     mask = np.zeros(np.shape(truth), bool)

@@ -14,7 +14,8 @@ from scipy import ndimage
 
 from ..errors import InputError
 from .psf import AREA, PSF
-from .sampling import fill_nearest, repeat_cells, upsample
+from .sampling import fill_nearest, repeat_cells
+from .warp import upsample
 
 # The default feather is at least this many HR pixels: about the reach of MMSR's guide
 # path (six 3x3 convolutions), so pixels whose features see the invalid guide are ramped.

@@ -24,6 +24,7 @@ from functools import lru_cache
 import numpy as np
 
 from ..errors import InputError
+from .sampling import avg_pool
 
 KINDS = ("area", "gaussian")
 DEFAULT_SIGMA = 0.5
@@ -94,8 +95,6 @@ def degrade(hr: np.ndarray, scale: int, psf: PSF = AREA) -> np.ndarray:
     NaN marks missing HR pixels: a cell with one of its own missing is NaN; missing
     neighbours are left out of the Gaussian and the rest reweighted.
     """
-    from .sampling import avg_pool
-
     hr = np.asarray(hr, np.float64)
     own = avg_pool(hr, scale)  # NaN where a cell's own pixels are incomplete
     if psf.kind == "area":

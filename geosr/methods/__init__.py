@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ..errors import InputError
 
+LEARNED = ("mmsr", "cmsr")
 # Options every method accepts, whether or not it uses them, so callers can sweep methods.
 COMMON_OPTIONS = ("device", "seed", "progress")
 

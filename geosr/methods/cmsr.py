@@ -54,7 +54,7 @@ from ..core.backprojection import back_project
 from ..errors import InputError
 from ..core.pair import Pair
 from ..core.psf import degrade
-from ..core.sampling import upsample
+from ..core.warp import upsample
 
 
 @dataclass(frozen=True)
@@ -154,25 +154,34 @@ def run(pair: Pair, device=None, seed: int = 0, progress=None, **overrides) -> t
         schedule = Schedule(cfg.steps, cfg.lr, 0.1, max(1, int(0.7 * cfg.steps)))
         history = optimise(net.param_groups(cfg.warp_lr_scale), step_loss, schedule, progress=progress,
                            description="cmsr")
-        net.eval()
-        with torch.no_grad():
-            up = tensor((pair.bicubic_filled - mean) / std)[None, None]
-            warped = net.warp(guide_hr)
-            members = []
-            for k in range(0, 4, 4 // turns) if cfg.self_ensemble else (0,):  # the turns it was trained on
-                for flip in ((False, True) if cfg.self_ensemble else (False,)):
-                    out = net(_augment(up, k, flip), _augment(warped, k, flip))
-                    out = _unaugment(out, k, flip)[0, 0].double().cpu().numpy() * std + mean
-                    if cfg.backprojection:  # onto valid cells only: nearest-filled values are not data
-                        out = back_project(out, pair.source, pair.source_valid, s, cfg.backprojection,
-                                           psf=pair.psf).astype(np.float64)
-                    members.append(out)
+        members = _infer(net, pair, cfg, turns, tensor((pair.bicubic_filled - mean) / std)[None, None], guide_hr)
         dx, dy, largest = net.warp.displacement_pixels(*pair.hr_shape)
     pred = np.median(members, axis=0)
     details = {"config": dataclasses.asdict(cfg), "device": str(dev), "seed": seed, "loss_history": history,
                "warp": {"mean_shift_px": [dx, dy], "largest_displacement_px": largest,
                         "affine": net.warp.affine.detach().cpu().numpy().tolist()}}
     return pred, details
+
+
+def _infer(net, pair, cfg, turns, up, guide_hr) -> list:
+    """The fitted network on the whole (standardised, upsampled) source ``up``, once per rotation and
+    flip it was trained on with ``self_ensemble``: the members whose median is the prediction."""
+    import torch
+
+    mean, std = pair.source_statistics
+    net.eval()
+    with torch.no_grad():
+        warped = net.warp(guide_hr)
+        members = []
+        for k in range(0, 4, 4 // turns) if cfg.self_ensemble else (0,):  # the turns it was trained on
+            for flip in ((False, True) if cfg.self_ensemble else (False,)):
+                out = net(_augment(up, k, flip), _augment(warped, k, flip))
+                out = _unaugment(out, k, flip)[0, 0].double().cpu().numpy() * std + mean
+                if cfg.backprojection:  # onto valid cells only: nearest-filled values are not data
+                    out = back_project(out, pair.source, pair.source_valid, pair.scale, cfg.backprojection,
+                                       psf=pair.psf).astype(np.float64)
+                members.append(out)
+    return members
 
 
 def upsampled_son(source: np.ndarray, scale: int, psf, py: int = 0, px: int = 0) -> np.ndarray:

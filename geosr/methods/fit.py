@@ -10,12 +10,12 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import InputError
+
 
 def resolve_device(device=None) -> torch.device:
     """None picks CUDA when available, else the CPU. A device this machine does not have is an
     :class:`~geosr.errors.InputError` that names the ones it has."""
-    from ..errors import InputError
-
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     here = "cpu" + (f", cuda (cuda:0..cuda:{torch.cuda.device_count() - 1})" if torch.cuda.is_available() else "") \

@@ -56,7 +56,7 @@ _CHECKPOINT_ABOVE = 2**25
 
 
 # run() options that are not MMSRConfig fields.
-RUN_OPTIONS = ("preset", "gradient_checkpointing", "amp", "model")
+RUN_OPTIONS = ("preset", "gradient_checkpointing", "amp")
 
 
 def config_for(preset: str | None = None, **overrides) -> MMSRConfig:
@@ -92,21 +92,14 @@ def _check_config(cfg: MMSRConfig) -> None:
 
 
 def run(pair: Pair, preset: str | None = None, device=None, seed: int = 0, progress=None,
-        gradient_checkpointing: bool | None = None, amp: bool | None = None, model=None,
+        gradient_checkpointing: bool | None = None, amp: bool | None = None,
         **overrides) -> tuple[np.ndarray, dict]:
     """Fit MMSR on ``pair`` and return the HR prediction (float64, source units) and details.
 
-    ``model``: a :class:`geosr.methods.scene.SceneModel` trained on the whole scene; the pair is
-    then only predicted, not fitted. ``amp``: bfloat16 mixed precision on CUDA (off by default).
+    ``amp``: bfloat16 mixed precision on CUDA (off by default). A network trained on a whole scene
+    predicts tiles through :func:`geosr.methods.engine.run_pair` instead (:mod:`geosr.methods.scene`).
     """
     import torch
-
-    if model is not None:
-        from .scene import predict
-
-        if overrides or preset is not None:
-            raise InputError(f"with a trained scene model the network is fixed; drop {sorted(overrides) or ['preset']}")
-        return predict(model, pair, device=device, amp=amp)
 
     from .fit import (Schedule, autocast, deterministic_kernels, masked_cycle_l1, mixed_precision, optimise,
                        resolve_device, seeded_init, to_device)

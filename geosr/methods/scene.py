@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -185,69 +184,3 @@ def predict(model: SceneModel, pair, device=None, amp: bool | None = None) -> tu
     with torch.no_grad(), autocast(dev, amp):
         pred = pair.crop(net(guide, source_in)[0, 0]).double().cpu().numpy()
     return pred * model.source_std + model.source_mean, {"mode": "scene", "device": str(dev), "amp": amp}
-
-
-def lazy_train(lr, hr_guide, scale: int, options: dict, token: str, store=None, resources=None):
-    """A dask Delayed that trains the scene model on random windows of the lazy ``lr``/``hr_guide``.
-
-    Only the windows are read. With a ``store`` (:mod:`geosr.runtime.checkpoint`), opened when this
-    computes, the model is saved there once trained, and a model already there is loaded instead.
-    """
-    import dask
-
-    from ..runtime.checkpoint import open_task
-
-    name = f"geosr-train-{token}"
-    opened = None if store is None else open_task(store, token)
-    if store is not None and store.reusable() and store.has_model():  # no window needs reading
-        return dask.delayed(_load_model, pure=True)(opened, dask_key_name=name)
-    s = scale
-    wins = windows(lr.shape, s, seed=options.get("seed") or 0)
-    sources = [lr[y:y + h, x:x + w] for y, x, h, w in wins]
-    guides = [hr_guide[:, y * s:(y + h) * s, x * s:(x + w) * s] for y, x, h, w in wins]
-    with dask.annotate(**({"resources": resources} if resources else {})):
-        return dask.delayed(_train_and_keep, pure=True)(sources, guides, s, opened, options, dask_key_name=name)
-
-
-def _load_model(store):
-    return store.load_model()
-
-
-def _train_and_keep(sources, guides, scale, store, options):
-    if store is not None and store.has_model():  # saved by an earlier compute of this run
-        return store.load_model()
-    with _all_cores_in_a_worker():
-        model = train(sources, guides, scale, **options)
-    if store is not None:
-        store.save_model(model)
-    return model
-
-
-@contextmanager
-def _all_cores_in_a_worker():
-    """In a dask worker, let the scene model's training use the machine's cores and reuse freed memory.
-
-    Worker processes run torch on one thread (the nanny sets OMP_NUM_THREADS=1), which suits
-    many tile fits side by side. The scene model trains alone, before any tile is fitted, so
-    one thread would leave the other cores idle. Measured on 2 cores (the whole Sentinel-2 scene of
-    notebooks/03): 1323 s on one thread, 1089 s on two, 356 s on two once freed memory is
-    reused (:func:`geosr.runtime.memory.reuse_freed_memory`); more cores gain more.
-    """
-    import os
-
-    from ..runtime.cluster import in_worker
-    from ..runtime.memory import reuse_freed_memory
-
-    if not in_worker():
-        yield
-        return
-    reuse_freed_memory()
-    import torch
-
-    before = torch.get_num_threads()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    torch.set_num_threads(max(before, cores))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

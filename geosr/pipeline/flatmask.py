@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import math
 import numbers
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +30,9 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import InputError
+from ..core import warp
 from ..core.sampling import repeat_cells
+from ..core.terrain import slope
 
 # Metres in one degree of latitude, gdaldem's ``-s 111120`` for a DEM in degrees.
 METRES_PER_DEGREE = 111120.0
@@ -218,26 +219,6 @@ def cell_size(box) -> tuple[float, float]:
     return xres, yres
 
 
-def slope(z: np.ndarray, xres: float, yres: float) -> np.ndarray:
-    """Slope in degrees by Horn's method (``gdaldem slope -compute_edges``): a neighbour that is
-    invalid (NaN) or off the raster takes the centre's value. NaN where the centre is invalid."""
-    valid = np.isfinite(z)
-    padded = np.pad(np.where(valid, z, 0.0), 1)
-    ok = np.pad(valid, 1)
-    h, w = z.shape
-
-    def at(dy, dx):
-        rows, cols = slice(1 + dy, 1 + dy + h), slice(1 + dx, 1 + dx + w)
-        return np.where(ok[rows, cols], padded[rows, cols], z)
-
-    a, b, c = at(-1, -1), at(-1, 0), at(-1, 1)
-    d, f = at(0, -1), at(0, 1)
-    g, hh, i = at(1, -1), at(1, 0), at(1, 1)
-    dzdx = ((c + 2 * f + i) - (a + 2 * d + g)) / (8 * xres)
-    dzdy = ((g + 2 * hh + i) - (a + 2 * b + c)) / (8 * yres)
-    return np.degrees(np.arctan(np.hypot(dzdx, dzdy)))
-
-
 def flat_cells(z: np.ndarray, xres: float, yres: float, threshold: float) -> np.ndarray:
     """Cells with slope below ``threshold`` degrees that lie in a 3 x 3 block of such cells (an
     opening; cells off the raster are not flat). Invalid cells are never flat."""
@@ -260,9 +241,7 @@ def _raster_onto(raster, src_box, hr_box):
     values = values.where(values.isnull(), (values != 0).astype(np.float32))  # 1 flat, 0 not, NaN invalid
     if values.chunks is None:  # warped lazily, not all at once
         values = values.chunk(READ_CHUNKS)
-    with warnings.catch_warnings():  # the guide's "coarser than the output" warning: no concern for a mask
-        warnings.simplefilter("ignore", UserWarning)
-        onto = grid.guide_onto(values, m_box, hr_box, "nearest")
+    onto = grid.onto_grid(values, m_box, hr_box, "nearest", warn_coarser=False)
     return onto.data[0] == 1
 
 
@@ -295,7 +274,6 @@ def _rasterize(mask: FlatMask, src_box, hr_box, chunks):
 
 def _rasterize_block(shape, affine, block_info=None):
     from affine import Affine
-    from rasterio.features import rasterize
     from shapely.geometry import box
 
     (y0, y1), (x0, x1) = block_info[None]["array-location"]
@@ -304,28 +282,4 @@ def _rasterize_block(shape, affine, block_info=None):
     corners = [transform @ p for p in ((0, 0), (out_shape[1], 0), (out_shape[1], out_shape[0]), (0, out_shape[0]))]
     if 0 in out_shape or not shape.intersects(box(*np.min(corners, 0), *np.max(corners, 0))):
         return np.zeros(out_shape, bool)
-    from ..core.sampling import WARP_LOCK
-
-    with WARP_LOCK:  # rasterio's in-memory datasets swap the process's warning filters (geosr.core.sampling)
-        return rasterize([(shape, 1)], out_shape=out_shape, transform=transform, fill=0, dtype="uint8").astype(bool)
-
-
-def array_mask(flat_mask, lr_shape, scale: int) -> np.ndarray | None:
-    """``superresolve_array``'s flat mask as bool (H, W): given (h, w) (repeated onto the output
-    pixels) or (H, W), True = flat."""
-    if flat_mask is None:
-        return None
-    if isinstance(flat_mask, (numbers.Real, str, Path)) and not isinstance(flat_mask, bool):
-        raise InputError(f"superresolve_array takes flat_mask as a boolean array, got {flat_mask!r}: a slope "
-                         "threshold needs the pixel size and a file needs a map position, so use geosr.superresolve "
-                         "on a georeferenced source for those, or compute the boolean mask yourself")
-    m = np.asarray(flat_mask)
-    if m.dtype != bool:
-        raise InputError(f"flat_mask must be a boolean array, True where the ground is flat (got dtype {m.dtype})")
-    h, w = lr_shape
-    if m.shape == (h, w):
-        return repeat_cells(m, scale)
-    if m.shape == (h * scale, w * scale):
-        return m
-    raise InputError(f"flat_mask has shape {m.shape}; give the source's shape {(h, w)} or the output's "
-                     f"{(h * scale, w * scale)}")
+    return warp.rasterize([(shape, 1)], out_shape, transform)

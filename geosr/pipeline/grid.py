@@ -6,7 +6,6 @@ from its coordinates: pixel-centre coordinates carry float noise (rioxarray#298)
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import warnings
 
@@ -15,7 +14,7 @@ import xarray as xr
 from affine import Affine
 from odc.geo.geobox import GeoBox
 
-from ..core import sampling
+from ..core import warp
 from ..errors import InputError
 
 # Guide pixels up to this much larger than output pixels still count as "as fine as the output".
@@ -146,20 +145,21 @@ def choose_resampling(guide: GeoBox, target: GeoBox) -> str:
     return "average" if ratio < _AVERAGE_BELOW else "bilinear"
 
 
-def guide_onto(guide: xr.DataArray, guide_box: GeoBox, target: GeoBox, resampling: str = "auto",
-               displacement: Affine | None = None) -> xr.DataArray:
-    """The guide (band, y, x, float with NaN = invalid) on ``target``, lazily.
+def onto_grid(guide: xr.DataArray, guide_box: GeoBox, target: GeoBox, resampling: str = "auto",
+              displacement: Affine | None = None, warn_coarser: bool = True) -> xr.DataArray:
+    """A raster (band, y, x, float with NaN = invalid: a guide, a mask) on ``target``, lazily.
 
-    A guide already on the target grid passes through untouched (bit-identical). Otherwise
+    A raster already on the target grid passes through untouched (bit-identical). Otherwise
     it is warped by GDAL with ``resampling`` ("auto": ``average`` when the guide is more
     than 1.5x finer than the target, ``bilinear`` otherwise); NaN pixels are excluded from
     the resampling kernel, and target pixels with no valid guide pixel become NaN.
 
     ``displacement`` (target pixel coordinates): output pixel p gets the guide at
     ``displacement * p``, which removes a measured misregistration within this one warp.
+    ``warn_coarser``: warn when a guide is coarser than the target (it has no detail to give).
     """
     ratio = pixel_size(guide_box, target.crs) / pixel_size(target)
-    if ratio > _COARSER_TOLERANCE:
+    if warn_coarser and ratio > _COARSER_TOLERANCE:
         warnings.warn(
             f"the guide's pixels (about {pixel_size(guide_box, target.crs):.4g} {_units(target)}) are {ratio:.2g}x "
             f"coarser than the output's ({pixel_size(target):.4g}): the guide has no detail at the output "
@@ -168,20 +168,10 @@ def guide_onto(guide: xr.DataArray, guide_box: GeoBox, target: GeoBox, resamplin
     moved = displacement is not None and not displacement.almost_equals(Affine.identity(), precision=1e-9)
     if same_grid(guide_box, target) and not moved:
         return guide
-    import odc.geo.xr  # noqa: F401  (registers .odc)
-
     if resampling == "auto":
         resampling = choose_resampling(guide_box, target)
-    g = guide.copy()
-    g.attrs = {"nodata": np.nan}
-    g.encoding = {}
     onto = GeoBox(target.shape, target.affine @ displacement, target.crs) if moved else target
-    # One GDAL warp at a time (sampling.WARP_LOCK): an in-memory guide is warped right here,
-    # a dask one chunk by chunk in the tasks of the layer odc-geo adds.
-    with sampling.WARP_LOCK if g.chunks is None else contextlib.nullcontext():
-        out = g.odc.reproject(onto, resampling=resampling, dst_nodata=np.nan)
-    if out.chunks is not None:
-        out = out.copy(data=_warps_locked(out.data))
+    out = warp.reproject(guide, onto, resampling)
     ydim, xdim = out.odc.spatial_dims  # "latitude"/"longitude" on a geographic grid
     out = out.transpose("band", ydim, xdim).rename({ydim: "y", xdim: "x"})
     if moved:  # the displaced grid's pixels are the target's pixels
@@ -191,28 +181,6 @@ def guide_onto(guide: xr.DataArray, guide_box: GeoBox, target: GeoBox, resamplin
         out = out.drop_vars([c for c in out.coords if c != "band"]).assign_coords(
             {k: v for k, v in coords.items() if k in ("y", "x")})
     return out
-
-
-def _warps_locked(arr):
-    """``arr``, odc-geo's lazy warp, with each task of its top layer (one chunk's warp) run under the lock."""
-    from dask.array import Array
-    from dask.highlevelgraph import HighLevelGraph
-
-    graph = arr.__dask_graph__()
-    top = graph.layers.get(arr.name)
-    if top is None or not all(isinstance(t, tuple) and t and callable(t[0]) for t in top.values()):
-        return arr  # not the graph this was written for: the same values, only unlocked
-    name = f"geosr-locked-{arr.name}"
-    layers = {k: v for k, v in graph.layers.items() if k != arr.name}
-    deps = {k: v for k, v in graph.dependencies.items() if k != arr.name}
-    layers[name] = {(name, *key[1:]): (_under_warp_lock, *task) for key, task in top.items()}
-    deps[name] = set(graph.dependencies[arr.name])
-    return Array(HighLevelGraph(layers, deps), name, arr.chunks, dtype=arr.dtype)
-
-
-def _under_warp_lock(func, *args):
-    with sampling.WARP_LOCK:
-        return func(*args)
 
 
 def _units(gbox: GeoBox) -> str:

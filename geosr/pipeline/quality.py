@@ -24,6 +24,7 @@ import numpy as np
 from ..core.pair import feathered_weight
 from ..core.psf import AREA, PSF, degrade
 from ..core.sampling import repeat_cells
+from ..errors import InputError
 
 BANDS = ("fallback", "cycle_residual", "guide_influence")
 SPREAD = "ensemble_spread"
@@ -80,3 +81,53 @@ def _lr_chunks(chunks, scale):
 
 def _seen_by_sensor(block, scale, psf):
     return repeat_cells(degrade(block, scale, psf), scale)
+
+
+def of_run(output, source, guide, spec):
+    """Lazy quality layers of ``output``, the result of ``spec`` on ``source`` and ``guide``
+    (:func:`geosr.quality_layers`): the inputs co-registered as the run did, bicubic on the same
+    tiles, and with ``spec.ensemble`` the runs with the next seeds."""
+    import dask.array as da
+    import rioxarray  # noqa: F401
+    import xarray as xr
+    from dask.base import tokenize
+
+    from ..runtime import provenance
+    from ..runtime.fingerprint import sources_of
+    from . import tiling
+    from .coregister import coregister
+    from .run import run
+
+    co = coregister(source, guide, spec)
+    hr_box = co.hr_box
+    if tuple(output.shape[-2:]) != tuple(hr_box.shape) or output.rio.transform() != hr_box.affine:
+        raise InputError(f"the output ({output.shape[-2]} x {output.shape[-1]} px, transform "
+                         f"{tuple(output.rio.transform())[:6]}) is not on the source grid refined by {spec.scale} "
+                         f"({hr_box.shape[0]} x {hr_box.shape[1]} px, {tuple(hr_box.affine)[:6]}): pass the "
+                         "source and guide the output was made from, with the same --bounds")
+    planned = spec.planned(co.src.shape)
+    bicubic = planned.replace(method="bicubic", mode="tile", batch_size=None, quality=False, ensemble=None, options={})
+    token = tokenize("quality-bicubic", bicubic.token(co.lr, co.hr_guide, None))
+    fallback = tiling.tiled(co.lr, co.hr_guide, spec.scale, planned.tile_size, planned.overlap, tiling.kernel(bicubic),
+                            spec.exact, token, psf=spec.psf)
+    data = layers(output.data.astype(np.float32), co.lr, co.hr_guide, fallback, spec.scale, spec.feather_px, spec.psf)
+    names = BANDS
+    if spec.ensemble is not None:
+        members = [output.data.astype(np.float32)]
+        for k in range(1, int(spec.ensemble)):
+            member = spec.replace(quality=False, ensemble=None,
+                                  options={**spec.options, "seed": spec.seed + k, "progress": False})
+            members.append(run(source, guide, member).data)
+        data = da.concatenate([data, spread(members)[None]])
+        names = (*names, SPREAD)
+    q = xr.DataArray(data, dims=("band", "y", "x"),
+                     coords={"band": list(range(1, len(names) + 1)), "y": output.y.values, "x": output.x.values})
+    q = q.rio.write_crs(output.rio.crs).rio.write_transform(hr_box.affine).rio.write_nodata(np.nan, encoded=True)
+    q.attrs.update({k: v for k, v in output.attrs.items() if str(k).startswith("geosr_")})
+    q.attrs["long_name"] = names
+    q.attrs["geosr_quality"] = GUIDE + ("; " + SPREAD_GUIDE if len(names) > 3 else "")
+    q.attrs.update(provenance.software())
+    # Every file the layers are computed from, the output's own included: writing them may replace none.
+    q.encoding["geosr_inputs"] = tuple(dict.fromkeys(
+        [*output.encoding.get("geosr_inputs", ()), *(n for a in [output, source, *co.guides] for n in sources_of(a)[0])]))
+    return q

@@ -19,49 +19,22 @@ exactness correction can be re-applied after blending.
 from __future__ import annotations
 
 import gc
-import math
 from contextlib import contextmanager
+from functools import partial
 
 import numpy as np
 
+from ..core.backprojection import back_project
+from ..core.pair import FRAME, prepare_pair
+from ..core.psf import AREA
+from ..methods.engine import run_pair
+from ..runtime.checkpoint import open_task
+from ..runtime.cluster import fit_slot
+from ..runtime.memory import release_freed_memory, reuse_freed_memory
+from .plan import cores, reaching, spans, split, window
+
 FIT_LAYER = "geosr-fit"
 BLEND_LAYER = "geosr-blend"
-
-
-def split(n: int, tile: int, min_chunk: int) -> tuple[int, ...]:
-    """Near-equal chunk sizes covering ``n``: about ``tile`` each, none below ``min_chunk``."""
-    k = max(1, math.ceil(n / tile))
-    while k > 1 and n // k < min_chunk:
-        k -= 1
-    base, extra = divmod(n, k)
-    return tuple(base + (1 if i < extra else 0) for i in range(k))
-
-
-def window(length: int, before: int, after: int) -> np.ndarray:
-    """1-D blending weights over a haloed tile of ``length`` HR pixels.
-
-    ``before``/``after`` are the HR halo widths; the shared band with a neighbour is twice
-    the halo. Over it the weight falls from 1 to 0 (see :func:`_fall`), and the
-    neighbour's is 1 minus that, so the two sum to 1.
-    """
-    w = np.ones(length)
-    if after:
-        w[length - 2 * after:] = _fall(2 * after)
-    if before:
-        w[: 2 * before] = 1.0 - _fall(2 * before)
-    return w
-
-
-def _fall(n: int) -> np.ndarray:
-    """1 over the first quarter of the band, a raised-cosine fall over the middle half, 0 over the last quarter.
-
-    The last quarter is the outer half of the tile's halo: the pixels nearest its edge,
-    where zero padding (or a kernel's edge rule) shows, never reach the mosaic.
-    """
-    dead = n // 4
-    ramp = n - 2 * dead
-    fall = 0.5 * (1.0 + np.cos(np.pi * (np.arange(ramp) + 0.5) / ramp))
-    return np.concatenate([np.ones(dead), fall, np.zeros(dead)])
 
 
 def tiled(source, guide, scale: int, tile_size: int, overlap: int, fit, exact: bool, token: str,
@@ -105,19 +78,17 @@ def _tiled(source, guide, scale, tile_size, overlap, fit, exact, token, model, s
     ys, xs = split(h, tile_size, 2 * overlap), split(w, tile_size, 2 * overlap)
     dy = overlap if len(ys) > 1 else 0
     dx = overlap if len(xs) > 1 else 0
-    y_span, x_span = _spans(ys, dy, scale), _spans(xs, dx, scale)
+    y_span, x_span = spans(ys, dy, scale), spans(xs, dx, scale)
     # Each tile's haloed windows are cut straight from the inputs' own chunks: one task per tile
     # and input (dask's rechunk and overlap build several, and took 2 GB for 300 x 300 tiles).
     lr_y, lr_x = [(a // scale, b // scale) for a, b, _, _ in y_span], [(a // scale, b // scale) for a, b, _, _ in x_span]
     lo = cut(source, lr_y, lr_x, f"geosr-lr-{token}")
     ho = cut(guide, [s[:2] for s in y_span], [s[:2] for s in x_span], f"geosr-guide-{token}")
-    src = cut(source, _cores(ys, 1), _cores(xs, 1), f"geosr-lr-core-{token}")
+    src = cut(source, cores(ys, 1), cores(xs, 1), f"geosr-lr-core-{token}")
 
     fit_name, blend_name = f"{FIT_LAYER}-{token}", f"{BLEND_LAYER}-{token}"
     opened = None
     if store is not None:
-        from ..runtime.checkpoint import open_task
-
         opened = open_task(store, token)
     done = store.tiles() if store is not None and store.reusable() else set()
     wys = [window(y1 - y0, yb, ya) for y0, y1, yb, ya in y_span]
@@ -133,8 +104,8 @@ def _tiled(source, guide, scale, tile_size, overlap, fit, exact, token, model, s
                 fits[(fit_name, i, j)] = (_tile_task, (lo.name, i, j), (ho.name, 0, i, j), wy, wx, fit, frame,
                                           model_key, store_key, (i, j))
     # Per axis, the tiles that reach into each core block, and where: a block's pieces are their product.
-    reach_y = _reaching(y_span, _cores(ys, scale))
-    reach_x = _reaching(x_span, _cores(xs, scale))
+    reach_y = reaching(y_span, cores(ys, scale))
+    reach_x = reaching(x_span, cores(xs, scale))
     blends = {}
     for i, (ny, row) in enumerate(reach_y):
         for j, (nx, col) in enumerate(reach_x):
@@ -213,50 +184,31 @@ def _assemble(shape, dtype, blocks, lead, rows, cols):
     return out
 
 
-def _spans(chunks, depth, scale):
-    """Per tile along one axis: HR start and end including halos, and the HR halo before/after."""
-    edges = np.concatenate([[0], np.cumsum(chunks)])
-    n = len(chunks)
-    out = []
-    for i in range(n):
-        before = depth if i > 0 else 0
-        after = depth if i < n - 1 else 0
-        out.append((int(edges[i] - before) * scale, int(edges[i + 1] + after) * scale, before * scale, after * scale))
-    return out
+def kernel(spec, **changes):
+    """The fit function of ``spec``'s tiles (:func:`fit_tile` with the settings it needs, picklable)."""
+    return partial(fit_tile, scale=spec.scale, exact=spec.exact, feather=spec.feather, psf=spec.psf,
+                   **{"method": spec.method, "options": spec.options, **changes})
 
 
-def _cores(chunks, scale):
-    edges = np.concatenate([[0], np.cumsum(chunks)]) * scale
-    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+def fit_tile(source, guide, model=None, *, scale, method, options, exact, feather, psf, frame=FRAME):
+    """One tile pair through the engine (:func:`geosr.methods.engine.run_pair`; runs in a dask worker).
 
-
-def _reaching(spans, cores):
-    """Per core block along one axis: its length, and [(tile, (slice in the tile, slice in the block))]
-    for the tiles (at most the block's own and its two neighbours) whose haloed span meets it."""
-    out = []
-    for i, (c0, c1) in enumerate(cores):
-        pieces = []
-        for t in range(max(0, i - 1), min(len(spans), i + 2)):
-            cut = _intersect(spans[t], c0, c1)
-            if cut:
-                pieces.append((t, cut))
-        out.append((c1 - c0, pieces))
-    return out
-
-
-def _intersect(span, c0, c1):
-    """(slice in the tile, slice in the block) where a haloed tile meets the core block [c0, c1)."""
-    t0, t1 = span[0], span[1]
-    a, b = max(t0, c0), min(t1, c1)
-    if a >= b:
-        return None
-    return slice(a - t0, b - t0), slice(a - c0, b - c0)
+    ``model``: a trained scene model; ``frame``: the tile's sides on the raster's edge. The pipeline has
+    checked the arrays and options already; a tile with no valid guide pixel is bicubic."""
+    if not np.isfinite(source).any():
+        return np.full((source.shape[0] * scale, source.shape[1] * scale), np.nan, np.float32)
+    if not np.isfinite(guide).all(axis=0).any():  # no guide here: bicubic, nothing to fit
+        method, options, model = "bicubic", {}, None
+    elif model is not None:  # the network is fixed: only where it runs
+        options = {k: v for k, v in options.items() if k in ("device", "amp")}
+    with fit_slot():
+        pair = prepare_pair(source, guide, scale, feather=feather, psf=psf)
+        pair.frame = tuple(frame)
+        return run_pair(pair, method, {"progress": False, **options}, exact, model)[0]
 
 
 def _tile_task(lr, hr_guide, wy, wx, fit, frame, model=None, store=None, tile=None):
     """One tile of the mosaic, weighted for the blend: loaded from the checkpoint, or fitted (and saved)."""
-    from ..runtime.memory import release_freed_memory, reuse_freed_memory
-
     if store is not None and store.has_tile(*tile):  # saved by an earlier compute of this run
         return _load_tile(store, tile, wy, wx)
     reuse_freed_memory()
@@ -293,15 +245,10 @@ def _blend(shape, tiles, rows, cols, lr, scale, exact, psf=None):
         out[dst_sl] += tile[src_sl]
     if not exact:
         return out.astype(np.float32)
-    from ..core.backprojection import back_project
-    from ..core.psf import AREA
-
     return back_project(out, lr, np.isfinite(lr), scale, psf=psf or AREA)
 
 
 def _correct_across_borders(hr, lr, scale, psf):
-    from ..core.backprojection import back_project
-
     return back_project(hr, lr, np.isfinite(lr), scale, psf=psf)
 
 

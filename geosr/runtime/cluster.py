@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import threading
 
+from ..errors import InputError
+
 SCHEDULERS = ("threads", "processes", "distributed")
 _slots: dict[int, threading.Semaphore] = {}
 _slots_lock = threading.Lock()
@@ -54,8 +56,6 @@ def start(scheduler: str = "threads", workers: int | None = None, address: str |
     installed, a LocalCUDACluster with one worker per GPU and the resource GPU=1.
     distributed: connect to the scheduler at ``address``.
     """
-    from ..errors import InputError
-
     if scheduler not in SCHEDULERS:
         raise InputError(f"scheduler must be one of {SCHEDULERS}, got {scheduler!r}")
     if scheduler == "threads":

@@ -32,7 +32,7 @@ FIRST = ("version", "commit", "method", "scale", "options", "flat_mask", "seed",
 def git_commit() -> str | None:
     """The commit of the geosr source checkout, with "-dirty" when tracked files differ from it;
     None for an installed copy (or without git)."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     if not (root / ".git").exists():
         return None
     try:
@@ -46,23 +46,6 @@ def git_commit() -> str | None:
         return head.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
-
-
-def parameters(method, scale, exact, tile_size, overlap, resampling, band, guide_bands, options, mode,
-               batch_size, flat_mask: str | None = None) -> dict:
-    """The run's settings as ``geosr_*`` attributes; ``geosr_options`` holds every method option (JSON),
-    ``geosr_flat_mask`` the flat mask (:mod:`geosr.pipeline.flatmask`), "none" without one."""
-    from .._version import __version__
-
-    params = {k: v for k, v in options.items() if k != "progress" and v is not None}
-    if mode == "scene":
-        params["batch_size"] = batch_size
-    return {"geosr_version": __version__, "geosr_method": method, "geosr_scale": scale, "geosr_exact": int(exact),
-            "geosr_mode": mode, "geosr_tile_size": tile_size, "geosr_overlap": overlap,
-            "geosr_guide_resampling": resampling, "geosr_band": "" if band is None else band,
-            "geosr_guide_bands": "" if guide_bands is None else ",".join(map(str, guide_bands)),
-            "geosr_flat_mask": flat_mask or "none",
-            "geosr_options": json.dumps(params, sort_keys=True, default=str)}
 
 
 def software() -> dict[str, str]:

@@ -1,0 +1,131 @@
+"""Every GDAL and odc-geo warp geosr does, under one locking policy, and the guide's displacement.
+
+- :func:`upsample`: an array onto a grid ``scale`` times finer (the bicubic fallback, back-projection);
+- :func:`reproject`: a georeferenced DataArray onto a GeoBox, lazily for a dask one (the guide, a
+  mask raster), where a displaced GeoBox removes a measured misregistration in the same warp;
+- :func:`rasterize`: polygons onto a block of pixels (a flat mask);
+- :func:`displace`: an in-memory guide moved by a measured displacement (:func:`geosr.superresolve_array`).
+
+Locking: every call into GDAL on arrays runs under :data:`WARP_LOCK`, the reason below.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import numpy as np
+from affine import Affine
+from scipy import ndimage
+
+from .sampling import fill_nearest
+
+# Every GDAL warp that geosr does on arrays, from any thread, runs under this one lock: upsample,
+# rasterize and the odc-geo warps of reproject (each chunk's task is wrapped). Not for the
+# values: unlocked, they were bit-identical to serial calls in every try (2026-12-01, 2 cores,
+# 16 threads: 20000 upsample calls; then 100 rounds of 400 upsample calls on 8 threads while
+# the orthophoto warped on 16 dask threads, onto a shifted grid or to lon/lat; no error either).
+# For the warnings: rasterio (1.4, MemoryDataset) wraps each array it hands GDAL in catch_warnings() and
+# ignores all warnings while its MEM dataset has no geotransform yet. catch_warnings() swaps
+# the process-wide filter list, so overlapping calls from two threads let that "Dataset has no
+# geotransform" warning out and can restore the other's list, leaving "ignore all warnings"
+# installed for good: it did in all 100 rounds, and in 8 of 10 threaded tile runs with only
+# upsample locked (every later warning of the session silenced). With both locked: 0 of 10, no
+# warning. Serial warps never warn, so nothing is filtered here. tests/test_warp_threads.py.
+# Other rasterio calls on arrays from dask threads (features.rasterize) do the same.
+WARP_LOCK = threading.RLock()
+# Any projected CRS will do for array-only resampling; GDAL only needs one to be set.
+_GRID_CRS = "EPSG:3857"
+
+
+def upsample(lr: np.ndarray, scale: int, resampling: str = "cubic") -> np.ndarray:
+    """Upsample a finite 2-D array by ``scale`` as ``gdalwarp -r <resampling>`` does (float64).
+
+    GDAL's warper on pixel-area grids: ``cubic`` is Keys' kernel with a = -0.5, which
+    reproduces linear ramps exactly (the a = -0.75 kernel of OpenCV and PyTorch puts a
+    ripple of about 3% of the pixel step on planar slopes, which shows in DEM slope maps).
+    """
+    from rasterio.warp import Resampling
+    from rasterio.warp import reproject as gdal_reproject
+
+    out = np.empty((lr.shape[0] * scale, lr.shape[1] * scale), np.float64)
+    if out.size == 0:  # dask probes functions with empty blocks; GDAL cannot make an empty dataset
+        return out
+    # Same CRS on both sides: GDAL applies only the two affine grids, no reprojection. The
+    # grids are shifted off the origin because GDAL reads an identity transform as "none".
+    with WARP_LOCK:
+        gdal_reproject(np.ascontiguousarray(lr, np.float64), out, src_transform=Affine.translation(1, 1),
+                  dst_transform=Affine.translation(1, 1) @ Affine.scale(1 / scale), src_crs=_GRID_CRS,
+                  dst_crs=_GRID_CRS, resampling=Resampling[resampling])
+    return out
+
+
+def reproject(da, onto, resampling: str):
+    """``da`` (band, y, x; float, NaN = nodata) on the GeoBox ``onto``: NaN pixels are left out of the
+    kernel, and pixels with no valid source pixel become NaN. A dask-backed array stays lazy; each of its
+    chunk warps runs under the lock (the task of the layer odc-geo adds), an in-memory one is warped here."""
+    import odc.geo.xr  # noqa: F401  (registers .odc)
+
+    g = da.copy()
+    g.attrs = {"nodata": np.nan}
+    g.encoding = {}
+    with WARP_LOCK if g.chunks is None else contextlib.nullcontext():
+        out = g.odc.reproject(onto, resampling=resampling, dst_nodata=np.nan)
+    if out.chunks is not None:
+        out = out.copy(data=_warps_locked(out.data))
+    return out
+
+
+def rasterize(shapes, out_shape, transform) -> np.ndarray:
+    """bool (out_shape): pixels whose centre lies inside ``shapes`` (rasterio.features.rasterize)."""
+    from rasterio.features import rasterize as burn
+
+    with WARP_LOCK:  # rasterio's in-memory datasets swap the process's warning filters (see WARP_LOCK)
+        return burn(shapes, out_shape=out_shape, transform=transform, fill=0, dtype="uint8").astype(bool)
+
+
+def _warps_locked(arr):
+    """``arr``, odc-geo's lazy warp, with each task of its top layer (one chunk's warp) run under the lock."""
+    from dask.array import Array
+    from dask.highlevelgraph import HighLevelGraph
+
+    graph = arr.__dask_graph__()
+    top = graph.layers.get(arr.name)
+    if top is None or not all(isinstance(t, tuple) and t and callable(t[0]) for t in top.values()):
+        return arr  # not the graph this was written for: the same values, only unlocked
+    name = f"geosr-locked-{arr.name}"
+    layers = {k: v for k, v in graph.layers.items() if k != arr.name}
+    deps = {k: v for k, v in graph.dependencies.items() if k != arr.name}
+    layers[name] = {(name, *key[1:]): (_under_warp_lock, *task) for key, task in top.items()}
+    deps[name] = set(graph.dependencies[arr.name])
+    return Array(HighLevelGraph(layers, deps), name, arr.chunks, dtype=arr.dtype)
+
+
+def _under_warp_lock(func, *args):
+    with WARP_LOCK:
+        return func(*args)
+
+
+def displace(guide: np.ndarray, alignment) -> np.ndarray:
+    """The guide (c, H, W) resampled so its content sits where the source's does.
+
+    Cubic on the gaps-filled bands; pixels that come from outside the guide or from an
+    invalid pixel become NaN (invalid), so the method falls back to bicubic there.
+    """
+    g = np.asarray(guide, np.float64)
+    g = g[None] if g.ndim == 2 else g
+    if alignment.matrix == Affine.identity():
+        return g
+    m = alignment.matrix
+    # ndimage works in (row, col) index space with pixel centres at integers.
+    centre = Affine.translation(0.5, 0.5)
+    idx = ~centre @ m @ centre
+    matrix = np.array([[idx.e, idx.d], [idx.b, idx.a]])
+    offset = np.array([idx.f, idx.c])
+    valid = np.isfinite(g).all(axis=0)
+    inside = ndimage.affine_transform(valid.astype(np.float64), matrix, offset, order=1, mode="constant", cval=0.0)
+    out = np.empty_like(g)
+    for i, b in enumerate(g):
+        filled = fill_nearest(np.where(valid, b, 0.0), valid) if not valid.all() else b
+        out[i] = ndimage.affine_transform(filled, matrix, offset, order=3, mode="nearest")
+    out[:, inside < 0.999] = np.nan
+    return out

@@ -1,0 +1,69 @@
+"""A georeferenced run, stage by stage; :func:`geosr.superresolve` builds the spec and calls it.
+
+co-register (:mod:`.coregister`) -> plan the tiles (:meth:`geosr.spec.RunSpec.planned`,
+:mod:`.plan`) -> train one network (scene mode, :mod:`.train`) -> fit the tiles, blend them and
+make the mosaic exact (:mod:`.tiling`) -> assemble the output DataArray (:mod:`.assemble`).
+Everything after the training is lazy.
+"""
+from __future__ import annotations
+
+from ..runtime import provenance
+from ..runtime.checkpoint import Location, TileStore
+from ..runtime.cluster import current_client, gpu_resources
+from . import assemble, tiling
+from .coregister import coregister, guide_roles
+from .inputs import data_bands
+from .train import train_scene
+
+
+def run(source, guide, spec, checkpoint=None, resume: bool = False, overwrite: bool = False, client=None):
+    """The lazy output of ``spec`` on ``source`` guided by ``guide``: (y, x), or (band, y, x) for several bands.
+
+    ``checkpoint``: a folder for finished tiles (:mod:`geosr.runtime.checkpoint`), with ``resume`` and
+    ``overwrite``; ``client``: the dask.distributed Client the graph is meant for."""
+    execution = dict(resume=resume, overwrite=overwrite, client=client)
+    if spec.several_bands:
+        return _bands(source, guide, spec, checkpoint, execution)
+    return _band(source, guide, spec, checkpoint, **execution)
+
+
+def _band(source, guide, spec, checkpoint, resume, overwrite, client):
+    co = coregister(source, guide, spec)
+    spec = spec.planned(co.src.shape)
+    token = spec.token(co.lr, co.hr_guide, co.alignment)
+    tags = spec.tags(co.alignment, co.hr_box.affine)
+    flat_checksums = None if spec.flat_mask is None else spec.flat_mask.checksums
+    checksums, input_tags, input_files = provenance.inputs([source, *co.guides], ["source", *guide_roles(len(co.guides))],
+                                                           flat_checksums)
+    store = None
+    if checkpoint is not None:
+        store = TileStore(checkpoint, spec.checkpoint_key(tags, co.hr_box, checksums), resume=resume,
+                          overwrite=overwrite)
+    # Versions and the machine are recorded, but do not key the checkpoint: a run resumed
+    # after a library update is refused by its geosr_version, not by a patch release of numpy.
+    client = current_client(client)
+    tags.update(provenance.software())
+    tags.update(provenance.runtime(spec.options.get("device"), client, spec.seed))
+    tags.update(input_tags)
+    resources = gpu_resources(client)
+    model = train_scene(co.lr, co.hr_guide, spec, token, store, resources, client) if spec.mode == "scene" else None
+    data = tiling.tiled(co.lr, co.hr_guide, spec.scale, spec.tile_size, spec.overlap, tiling.kernel(spec), spec.exact,
+                        token, model, store, resources, spec.psf)
+    return assemble.output(data, source, co, spec, tags, input_files)
+
+
+def _bands(source, guide, spec, checkpoint, execution):
+    """Several source bands, each exactly as a run of that band alone, stacked as (band, y, x).
+
+    The guide's alignment is measured once, on the first band, and applied to every band;
+    each band keeps its checkpoint in a folder of its own under ``checkpoint``.
+    """
+    numbers = data_bands(source, spec.band)
+    outs = []
+    for b in numbers:
+        folder = None if checkpoint is None else Location.of(checkpoint).child(f"band-{b}")
+        out = _band(source, guide, spec.replace(band=b), folder, **execution)
+        if not outs and spec.align != "none":
+            spec = spec.replace(align=out.encoding["geosr_alignment"] or "none")
+        outs.append(out)
+    return assemble.stack_bands(outs, numbers)

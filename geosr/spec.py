@@ -1,0 +1,277 @@
+"""One run's settings: every option with its default, stated once, checked once.
+
+Each front builds a :class:`RunSpec` (the CLI from its flags, :func:`geosr.superresolve`, the
+accessor and :func:`geosr.superresolve_array` from their keyword arguments). It is checked
+when it is made and then carried through the pipeline unchanged. It says which options apply
+to which method and mode, writes itself into the output's ``geosr_*`` tags and reads itself
+back from them (so :func:`geosr.quality_layers` and the ensemble rebuild a run from a written
+file), and gives the dask token and the checkpoint key.
+
+Options of one method (``epochs``, ``preset``, ``steps``, ``seed``, ``device``, ...) are kept
+in ``options`` and checked by the method (:func:`geosr.methods.check_options`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+
+from ._version import __version__
+from .core.align import DEFAULT_ALIGN, Alignment, check_align
+from .core.pair import MIN_FEATHER, check_scale
+from .core.psf import PSF, psf_from
+from .errors import InputError
+from .methods import LEARNED, check_options
+from .pipeline import flatmask
+from .pipeline.plan import split
+
+MODES = ("auto", "scene", "tile")
+USES_GUIDE = ("mmsr", "cmsr", "guided")
+# Options that only some methods use: option -> (methods, why not elsewhere). The CLI refuses them
+# elsewhere; the Python API accepts them, so a loop can sweep methods with one set of options.
+APPLIES_TO = {
+    "preset": (("mmsr",), "presets are MMSR networks"),
+    "mode": (("mmsr",), "other methods always run tile by tile"),
+    "batch_size": (("mmsr",), "it sets MMSR's scene training"),
+    "amp": (("mmsr",), "it sets MMSR's network precision"),
+    "epochs": (LEARNED, "only learned methods optimise"),
+    "seed": (LEARNED, "the method gives the same output for any seed"),
+    "device": (LEARNED, "the method runs on the CPU"),
+    "ensemble": (LEARNED, "the method gives the same output for any seed"),
+    "align": (USES_GUIDE, "bicubic does not use the guide"),
+    "flat_mask": (USES_GUIDE, "bicubic does not use the guide"),
+    "resampling": (USES_GUIDE, "bicubic does not use the guide"),
+    "guide_bands": (USES_GUIDE, "bicubic does not use the guide"),
+}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that decides a run's output, with its default.
+
+    ``tile_size``, ``overlap`` and ``mode`` may be left to the run (None, None, "auto"):
+    :meth:`planned` settles them for a raster's size, and the output's tags hold the settled values.
+    """
+
+    scale: int = 4
+    method: str = "mmsr"
+    band: object = None  # 1-based; a list or "all" for several bands; None = the only one
+    guide_bands: tuple | None = None
+    src_nodata: float | None = None
+    guide_nodata: float | None = None
+    dst_nodata: float | None = None
+    resampling: str = "auto"
+    tile_size: int | None = None  # default 512 // scale: 512-pixel output tiles
+    overlap: int | None = None  # default ceil(32 / scale), widened to see the feather
+    exact: bool = True
+    feather: float | None = None  # default max(2 * scale, MIN_FEATHER) output pixels
+    mode: str = "auto"
+    batch_size: int | None = None
+    align: object = DEFAULT_ALIGN
+    flat_mask: object = None
+    psf: object = "area"
+    psf_sigma: float | None = None
+    quality: bool = False
+    ensemble: int | None = None
+    options: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        set_ = partial_setter(self)
+        set_("scale", check_scale(self.scale))
+        check_options(self.method, self.options)
+        check_align(self.align)
+        sensor = psf_from(self.psf, self.psf_sigma)
+        set_("psf", sensor)
+        set_("psf_sigma", sensor.sigma)
+        if self.ensemble is not None:
+            if isinstance(self.ensemble, bool):
+                raise InputError("ensemble=N is the number of seeds behind the quality layers' ensemble_spread band; "
+                                 "CMSR's 8 rotations/flips at inference are its option self_ensemble=True/False")
+            if not self.quality:
+                raise InputError("ensemble adds a band to the quality layers: pass quality=True as well")
+            check_ensemble(self.method, self.ensemble)
+        if self.mode not in MODES:
+            raise InputError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.mode == "scene" and self.method != "mmsr":
+            raise InputError(f"mode='scene' trains one MMSR network for the whole raster; method={self.method!r} "
+                             "always runs tile by tile: leave mode out")
+        if self.batch_size is not None:
+            if self.mode == "tile" or self.method != "mmsr":
+                raise InputError("batch_size applies to mode='scene' with method='mmsr' only")
+            set_("batch_size", positive_int(self.batch_size, "batch_size"))
+        if self.tile_size is not None:
+            set_("tile_size", positive_int(self.tile_size, "tile_size"))
+        if self.overlap is not None:
+            set_("overlap", positive_int(self.overlap, "overlap", low=0))
+        if self.guide_bands is not None:
+            set_("guide_bands", tuple(self.guide_bands))
+        if self.quality and self.several_bands:
+            raise InputError("quality layers describe one band: run quality_layers on each band of the result "
+                             "(result.sel(band=N)), or process the bands one at a time")
+        set_("flat_mask", flatmask.resolve(self.flat_mask))
+        if self.method == "bicubic":  # its output does not depend on the guide: nothing to measure
+            set_("align", "none")
+
+    @classmethod
+    def build(cls, **settings) -> "RunSpec":
+        """A spec from keyword arguments: the fields by name, every other one a method option."""
+        names = {f.name for f in dataclasses.fields(cls)} - {"options"}
+        options = {k: v for k, v in settings.items() if k not in names}
+        return cls(**{k: v for k, v in settings.items() if k in names}, options={**settings.get("options", {}),
+                                                                                   **options})
+
+    def replace(self, **changes) -> "RunSpec":
+        return dataclasses.replace(self, **changes)
+
+    # What the defaults come to for this scale
+    @property
+    def feather_px(self) -> float:
+        """The fallback ramp's width in output pixels."""
+        return max(2 * self.scale, MIN_FEATHER) if self.feather is None else float(self.feather)
+
+    @property
+    def sensor(self) -> PSF:
+        return self.psf
+
+    @property
+    def seed(self) -> int:
+        return self.options.get("seed", 0)
+
+    @property
+    def several_bands(self) -> bool:
+        return isinstance(self.band, (str, list, tuple))
+
+    @property
+    def align_kind(self) -> str:
+        return str(getattr(self.align, "kind", self.align))
+
+    def planned(self, lr_shape) -> "RunSpec":
+        """This spec with tile size, overlap and mode settled for a source of ``lr_shape`` pixels."""
+        tile = max(1, 512 // self.scale) if self.tile_size is None else self.tile_size
+        overlap = self._overlap(lr_shape, tile)
+        mode = self.mode
+        if self.method != "mmsr":
+            mode = "tile"
+        elif mode == "auto":
+            one_tile = all(len(split(n, tile, 2 * overlap)) == 1 for n in lr_shape)
+            mode = "tile" if one_tile else "scene"
+        return self.replace(tile_size=tile, overlap=overlap, mode=mode,
+                            batch_size=self.batch_size if mode == "scene" else None)
+
+    def _overlap(self, shape, tile_size):
+        """The tiles' halo in source pixels: ``overlap``, or by default ``ceil(32 / scale)`` widened until every
+        pixel a tile contributes sees the guide's gaps within ``feather`` of it, so its fallback ramp is the
+        raster's own (a tile's outer half halo has weight 0; :mod:`geosr.pipeline.tiling`)."""
+        feather = self.feather_px
+        need = math.ceil(2 * math.ceil(feather) / self.scale)  # then half the HR halo, overlap * scale // 2, >= feather
+        if self.overlap is None:
+            return max(math.ceil(32 / self.scale), need)
+        several = any(len(split(n, tile_size, 2 * self.overlap)) > 1 for n in shape)
+        if several and self.overlap < need:
+            raise InputError(f"a feather of {feather:g} output pixels needs tiles with a halo of at least {need} "
+                             f"source pixels (overlap, --overlap), got {self.overlap}: a tile would not see every gap "
+                             "in the guide its fallback ramp must reach, and its seams would differ from the rest. "
+                             "Raise the overlap or lower the feather.")
+        return self.overlap
+
+    # Tags, token and checkpoint key
+    def tags(self, alignment: Alignment | None = None, hr_affine=None) -> dict:
+        """The run's settings as ``geosr_*`` attributes (of a planned spec); ``geosr_options`` holds every
+        method option (JSON), ``geosr_flat_mask`` the flat mask (:mod:`geosr.pipeline.flatmask`)."""
+        options = {k: v for k, v in self.options.items() if k != "progress" and v is not None}
+        if self.mode == "scene":
+            options["batch_size"] = self.batch_size
+        tags = {"geosr_version": __version__, "geosr_method": self.method, "geosr_scale": self.scale,
+                "geosr_exact": int(self.exact), "geosr_mode": self.mode, "geosr_tile_size": self.tile_size,
+                "geosr_overlap": self.overlap, "geosr_guide_resampling": self.resampling,
+                "geosr_band": "" if self.band is None else self.band,
+                "geosr_guide_bands": "" if self.guide_bands is None else ",".join(map(str, self.guide_bands)),
+                "geosr_flat_mask": "none" if self.flat_mask is None else self.flat_mask.description,
+                "geosr_options": json.dumps(options, sort_keys=True, default=str)}
+        tags.update(alignment.attrs(hr_affine) if alignment is not None else {
+            "geosr_align": "none" if self.align == "none" else f"none ({self.align} skipped: too little overlap)"})
+        tags["geosr_feather"] = self.feather_px
+        tags["geosr_psf"] = self.psf.kind
+        tags["geosr_psf_sigma"] = "" if self.psf.sigma is None else self.psf.sigma
+        return tags
+
+    @classmethod
+    def from_tags(cls, attrs, **overrides) -> "RunSpec":
+        """The spec of the run that wrote ``attrs`` (a result's or a written file's), with ``overrides``.
+
+        The guide's alignment is measured again (from the kind recorded), and a flat mask that was
+        an object in memory must be given again (:func:`geosr.pipeline.flatmask.from_attribute` says so)."""
+        def tag(name, cast=str):
+            value = attrs.get(name, "")
+            return None if value in ("", None) else cast(value)
+
+        if "geosr_scale" not in attrs and "scale" not in overrides:
+            raise InputError("quality_layers needs the output of geosr.superresolve (its geosr_* attributes), or scale=")
+        options = json.loads(tag("geosr_options") or "{}")
+        batch_size = options.pop("batch_size", None)
+        found = dict(scale=tag("geosr_scale", int), method=tag("geosr_method"), exact=tag("geosr_exact", int),
+                     align=tag("geosr_align", lambda v: v if v in ("shift", "affine") else "none"),
+                     band=tag("geosr_band", int),
+                     guide_bands=tag("geosr_guide_bands", lambda v: tuple(int(b) for b in str(v).split(","))),
+                     resampling=tag("geosr_guide_resampling"), feather=tag("geosr_feather", float),
+                     psf=tag("geosr_psf"), psf_sigma=tag("geosr_psf_sigma", float),
+                     tile_size=tag("geosr_tile_size", int), overlap=tag("geosr_overlap", int),
+                     mode=tag("geosr_mode"), batch_size=batch_size)
+        if "flat_mask" not in overrides:
+            found["flat_mask"] = flatmask.from_attribute(attrs.get("geosr_flat_mask"))
+        found = {k: v for k, v in found.items() if v is not None}
+        if "exact" in found:
+            found["exact"] = bool(found["exact"])
+        unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise InputError(f"unknown setting(s) {sorted(unknown)}; valid ones are "
+                             f"{sorted(f.name for f in dataclasses.fields(cls))}")
+        return cls(**{**found, "options": options, **overrides})
+
+    def token(self, lr, hr_guide, alignment: Alignment | None) -> str:
+        """The dask token of this run on these (lazy) inputs: equal runs share their graph's keys."""
+        from dask.base import tokenize
+
+        flat = None if self.flat_mask is None else (self.flat_mask.description,
+                                                    sorted(self.flat_mask.checksums.items()))
+        return tokenize(lr, hr_guide, self.scale, self.method, self.mode, self.batch_size, self.exact, self.feather,
+                        self.tile_size, self.overlap, self.psf, sorted(self.options.items()), self.align_kind,
+                        None if alignment is None else tuple(alignment.matrix), flat)
+
+    def checkpoint_key(self, tags: dict, hr_box, inputs: dict) -> dict:
+        """What a checkpoint must match to be reused: the run's tags and settings, the grid, the inputs'
+        fingerprints (:func:`geosr.runtime.provenance.inputs`)."""
+        return {"parameters": {**tags, "feather": self.feather, "src_nodata": self.src_nodata,
+                               "guide_nodata": self.guide_nodata,
+                               "grid": [hr_box.crs.to_wkt(), list(hr_box.affine)[:6], list(hr_box.shape)]},
+                "inputs": inputs}
+
+    def not_applying(self, given) -> list[tuple[str, str]]:
+        """(option, why) for each option in ``given`` that this spec's method would ignore."""
+        return [(name, why) for name, (methods, why) in APPLIES_TO.items()
+                if name in given and self.method not in methods]
+
+
+def check_ensemble(method, n) -> None:
+    """An ensemble spread needs n >= 2 runs of a method whose output depends on the seed."""
+    import numpy as np
+
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
+        raise InputError(f"ensemble must be an integer >= 2 (the output and n - 1 more seeds), got {n!r}")
+    if method not in LEARNED:
+        raise InputError(f"an ensemble spread needs a learned method (mmsr, cmsr); {method!r} gives the same "
+                         "output for every seed")
+
+
+def positive_int(v, name, low=1) -> int:
+    if isinstance(v, bool) or not float(v).is_integer() or int(v) < low:
+        raise InputError(f"{name} must be an integer >= {low}, got {v!r}")
+    return int(v)
+
+
+def partial_setter(spec):
+    """Normalise a frozen spec's fields in ``__post_init__``."""
+    def set_(name, value):
+        object.__setattr__(spec, name, value)
+    return set_
