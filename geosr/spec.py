@@ -117,9 +117,8 @@ class RunSpec:
     def build(cls, **settings) -> "RunSpec":
         """A spec from keyword arguments: the fields by name, every other one a method option."""
         names = {f.name for f in dataclasses.fields(cls)} - {"options"}
-        options = {k: v for k, v in settings.items() if k not in names}
-        return cls(**{k: v for k, v in settings.items() if k in names}, options={**settings.get("options", {}),
-                                                                                   **options})
+        return cls(**{k: v for k, v in settings.items() if k in names},
+                   options={k: v for k, v in settings.items() if k not in names})
 
     def replace(self, **changes) -> "RunSpec":
         return dataclasses.replace(self, **changes)

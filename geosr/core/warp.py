@@ -4,7 +4,8 @@
 - :func:`reproject`: a georeferenced DataArray onto a GeoBox, lazily for a dask one (the guide, a
   mask raster), where a displaced GeoBox removes a measured misregistration in the same warp;
 - :func:`rasterize`: polygons onto a block of pixels (a flat mask);
-- :func:`displace`: an in-memory guide moved by a measured displacement (:func:`geosr.superresolve_array`).
+- :func:`displace`: an in-memory guide moved by a measured displacement (:func:`geosr.superresolve_array`),
+  by the same GDAL warp as a georeferenced guide.
 
 Locking: every call into GDAL on arrays runs under :data:`WARP_LOCK`, the reason below.
 """
@@ -15,9 +16,6 @@ import threading
 
 import numpy as np
 from affine import Affine
-from scipy import ndimage
-
-from .sampling import fill_nearest
 
 # Every GDAL warp that geosr does on arrays, from any thread, runs under this one lock: upsample,
 # rasterize and the odc-geo warps of reproject (each chunk's task is wrapped). Not for the
@@ -106,26 +104,22 @@ def _under_warp_lock(func, *args):
 
 
 def displace(guide: np.ndarray, alignment) -> np.ndarray:
-    """The guide (c, H, W) resampled so its content sits where the source's does.
+    """The in-memory guide (c, H, W), NaN = invalid, resampled so its content sits where the source's does:
+    output pixel p gets the guide at ``alignment.matrix * p``, as :func:`reproject` does for a georeferenced
+    guide onto a displaced grid, and by the same GDAL warp (cubic). Invalid pixels are left out of the
+    kernel; pixels with no valid guide pixel under it, or from outside the guide, become NaN."""
+    from rasterio.warp import Resampling
+    from rasterio.warp import reproject as gdal_reproject
 
-    Cubic on the gaps-filled bands; pixels that come from outside the guide or from an
-    invalid pixel become NaN (invalid), so the method falls back to bicubic there.
-    """
     g = np.asarray(guide, np.float64)
     g = g[None] if g.ndim == 2 else g
     if alignment.matrix == Affine.identity():
         return g
-    m = alignment.matrix
-    # ndimage works in (row, col) index space with pixel centres at integers.
-    centre = Affine.translation(0.5, 0.5)
-    idx = ~centre @ m @ centre
-    matrix = np.array([[idx.e, idx.d], [idx.b, idx.a]])
-    offset = np.array([idx.f, idx.c])
-    valid = np.isfinite(g).all(axis=0)
-    inside = ndimage.affine_transform(valid.astype(np.float64), matrix, offset, order=1, mode="constant", cval=0.0)
-    out = np.empty_like(g)
-    for i, b in enumerate(g):
-        filled = fill_nearest(np.where(valid, b, 0.0), valid) if not valid.all() else b
-        out[i] = ndimage.affine_transform(filled, matrix, offset, order=3, mode="nearest")
-    out[:, inside < 0.999] = np.nan
+    base = Affine.translation(1, 1)  # off the origin: GDAL reads an identity transform as "none"
+    out = np.full(g.shape, np.nan)
+    with WARP_LOCK:
+        for band, moved in zip(g, out):
+            gdal_reproject(np.ascontiguousarray(band), moved, src_transform=base, dst_transform=base @ alignment.matrix,
+                           src_crs=_GRID_CRS, dst_crs=_GRID_CRS, resampling=Resampling.cubic, src_nodata=np.nan,
+                           dst_nodata=np.nan)
     return out

@@ -28,8 +28,8 @@ def run(source, guide, spec, checkpoint=None, resume: bool = False, overwrite: b
 
 
 def _band(source, guide, spec, checkpoint, resume, overwrite, client):
-    co = coregister(source, guide, spec)
-    spec = spec.planned(co.src.shape)
+    co = coregister(source, guide, spec)  # 1. the inputs on the output grid
+    spec = spec.planned(co.src.shape)  # 2. tile size, halo and mode for this raster
     token = spec.token(co.lr, co.hr_guide, co.alignment)
     tags = spec.tags(co.alignment, co.hr_box.affine)
     flat_checksums = None if spec.flat_mask is None else spec.flat_mask.checksums
@@ -46,10 +46,11 @@ def _band(source, guide, spec, checkpoint, resume, overwrite, client):
     tags.update(provenance.runtime(spec.options.get("device"), client, spec.seed))
     tags.update(input_tags)
     resources = gpu_resources(client)
+    # 3. one network for the scene, now; 4-6. the tiles fitted, blended and made exact, lazily
     model = train_scene(co.lr, co.hr_guide, spec, token, store, resources, client) if spec.mode == "scene" else None
     data = tiling.tiled(co.lr, co.hr_guide, spec.scale, spec.tile_size, spec.overlap, tiling.kernel(spec), spec.exact,
                         token, model, store, resources, spec.psf)
-    return assemble.output(data, source, co, spec, tags, input_files)
+    return assemble.output(data, source, co, spec, tags, input_files)  # 7. the georeferenced DataArray
 
 
 def _bands(source, guide, spec, checkpoint, execution):
