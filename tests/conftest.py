@@ -37,6 +37,19 @@ def require(module: str):
         _missing(f"optional dependency missing: {module} ({e}); pip install -e '.[all]'")
 
 
+@pytest.fixture(autouse=True)
+def _environment_restored():
+    """Each test leaves os.environ as it found it. A dask LocalCluster of worker processes sets
+    OMP_NUM_THREADS=1 (and MKL's, OpenBLAS's) in its parent's environment before it spawns them, and
+    leaves it there: every later subprocess, a CLI run or a notebook's kernel, would then run torch on
+    one thread."""
+    saved = dict(os.environ)
+    yield
+    if dict(os.environ) != saved:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return _need(DATA)
