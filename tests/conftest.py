@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# Epochs of the shared MMSR fit on the depth crop (fixture depth_fit).
+DEPTH_EPOCHS = 200
 
 
 def _missing(msg: str):
@@ -37,6 +39,19 @@ def require(module: str):
         _missing(f"optional dependency missing: {module} ({e}); pip install -e '.[all]'")
 
 
+@pytest.fixture(autouse=True)
+def _environment_restored():
+    """Each test leaves os.environ as it found it. A dask LocalCluster of worker processes sets
+    OMP_NUM_THREADS=1 (and MKL's, OpenBLAS's) in its parent's environment before it spawns them, and
+    leaves it there: every later subprocess, a CLI run or a notebook's kernel, would then run torch on
+    one thread."""
+    saved = dict(os.environ)
+    yield
+    if dict(os.environ) != saved:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return _need(DATA)
@@ -47,6 +62,40 @@ def depth_pairs(data_dir):
     """pixtransform depth: (target (3, 256, 256), RGB guide (3, 3, 256, 256))."""
     d = np.load(_need(data_dir / "pixtransform" / "depth_sample_images.npz"))
     return d["target_imgs"].astype(np.float64), d["guide_imgs"]
+
+
+@pytest.fixture(scope="session")
+def depth_crop(depth_pairs):
+    """A 128 x 128 crop of depth image 0 (rows and columns 64-192) at x4: the truth, the 32 x 32
+    average-pooled source and the RGB guide."""
+    from geosr.core.sampling import avg_pool
+
+    t, g = depth_pairs
+    truth = t[0, 64:192, 64:192]
+    return truth, avg_pool(truth, 4), g[0, :, 64:192, 64:192]
+
+
+DEPTH_FIT = dict(epochs=DEPTH_EPOCHS, align="none", progress=False)
+
+
+@pytest.fixture(scope="session")
+def depth_fit(depth_crop):
+    """MMSR's own output (exact=False) on ``depth_crop`` and its info, fitted once for every test that
+    scores MMSR on that crop (test_mmsr, test_metrics). The exact=True result is this output
+    back-projected (``geosr.core.backprojection.back_project``), as the pipeline does it."""
+    from geosr import superresolve_array
+
+    truth, src, guide = depth_crop
+    return superresolve_array(src, guide, 4, exact=False, return_info=True, **DEPTH_FIT)
+
+
+@pytest.fixture(scope="session")
+def depth_bicubic(depth_crop):
+    """Bicubic (exact=False) on ``depth_crop``."""
+    from geosr import superresolve_array
+
+    truth, src, guide = depth_crop
+    return superresolve_array(src, guide, 4, method="bicubic", exact=False)
 
 
 @pytest.fixture(scope="session")

@@ -7,37 +7,35 @@ from geosr import superresolve_array
 from geosr.core.metrics import cycle_residual, rmse
 from geosr.core.sampling import avg_pool
 
-FAST = dict(epochs=250, progress=False)
+from conftest import DEPTH_FIT
 
 
 @pytest.fixture(scope="module")
-def crop(depth_pairs):
-    """A 128 x 128 depth crop at x4: 32 x 32 LR source, RGB guide."""
-    t, g = depth_pairs
-    truth = t[0, 64:192, 64:192]
-    return truth, avg_pool(truth, 4), g[0, :, 64:192, 64:192]
+def crop(depth_crop):
+    """The shared 128 x 128 depth crop at x4: 32 x 32 LR source, RGB guide."""
+    return depth_crop
 
 
 @pytest.fixture(scope="module")
-def fitted(crop):
-    """The network's own output (exact=False), for comparisons against the default."""
-    truth, src, guide = crop
-    return superresolve_array(src, guide, 4, exact=False, return_info=True, **FAST)
+def fitted(depth_fit):
+    """The network's own output (exact=False), fitted once for the session (conftest.depth_fit)."""
+    return depth_fit
 
 
-def test_beats_bicubic_on_real_depth(crop, fitted):
+def test_beats_bicubic_on_real_depth(crop, fitted, depth_bicubic):
     truth, src, guide = crop
     out, info = fitted
-    bic = rmse(superresolve_array(src, guide, 4, method="bicubic", exact=False), truth)
+    bic = rmse(depth_bicubic, truth)
     assert rmse(out, truth) < 0.75 * bic
     assert info.details["loss_history"][-1] < 0.5 * info.details["loss_history"][0]
 
 
 def test_same_seed_same_output_other_seed_differs(crop):
-    """Reproducibility does not need a converged fit: 20 epochs, three runs."""
+    """Reproducibility does not need a converged fit: 5 epochs on a 16 x 16 corner of the crop, three runs."""
     truth, src, guide = crop
-    first, again, other = (superresolve_array(src, guide, 4, exact=False, epochs=20, seed=seed, progress=False)
-                           for seed in (0, 0, 1))
+    truth, src, guide = truth[:64, :64], src[:16, :16], guide[:, :64, :64]
+    first, again, other = (superresolve_array(src, guide, 4, exact=False, align="none", epochs=5, seed=seed,
+                                              progress=False) for seed in (0, 0, 1))
     np.testing.assert_array_equal(again, first)
     assert np.abs(other - first).max() > 1e-3 * np.ptp(truth)
 
@@ -85,7 +83,7 @@ def test_invalid_source_pixels_are_masked_from_the_loss(crop, fitted):
     broken[10:14, 10:14] = 1e6  # garbage values that must not influence the fit once masked
     hole = np.zeros(src.shape, bool)
     hole[10:14, 10:14] = True
-    out, info = superresolve_array(broken, guide, 4, mask=hole, exact=False, return_info=True, **FAST)
+    out, info = superresolve_array(broken, guide, 4, mask=hole, exact=False, return_info=True, **DEPTH_FIT)
     assert info.details["loss_cells"] == src.size - 16
     assert np.isnan(out[40:56, 40:56]).all()
     valid = np.isfinite(out)
@@ -94,22 +92,24 @@ def test_invalid_source_pixels_are_masked_from_the_loss(crop, fitted):
     assert rmse(out, truth) < 1.2 * rmse(fitted[0], truth)
 
 
-def test_invalid_guide_falls_back_to_bicubic(crop):
+def test_invalid_guide_falls_back_to_bicubic(crop, depth_bicubic):
+    """100 epochs (the fallback and its feathered edge do not need a converged fit)."""
     truth, src, guide = crop
     g = guide.astype(np.float64).copy()
     g[:, :, 80:] = np.nan  # the guide covers only the left 80 columns
+    fit = dict(epochs=100, align="none", progress=False)
     # exact=False: the blend itself; back-projection would then adjust both sides of the edge.
-    out = superresolve_array(src, g, 4, exact=False, **FAST)
-    bic = superresolve_array(src, guide, 4, method="bicubic", exact=False)
+    out = superresolve_array(src, g, 4, exact=False, **fit)
+    bic = depth_bicubic
     feather = 8  # default: max(2 * scale, 8) HR pixels
     np.testing.assert_allclose(out[:, 80:], bic[:, 80:], rtol=0, atol=1e-4)
     assert np.isfinite(out).all()  # no pixel that had data is lost
     # Inside the guide's footprint the guided result differs from bicubic and is better.
     inside = (slice(None), slice(0, 80 - feather))
-    assert rmse(out[inside], truth[inside]) < 0.9 * rmse(bic[inside], truth[inside])
+    assert rmse(out[inside], truth[inside]) < 0.9 * rmse(bic[inside], truth[inside])  # measured 0.77 (250 epochs: 0.58)
     # The guided correction fades out towards the footprint edge instead of stopping dead:
-    # against a hard switch (feather=0), the step at the edge is at least 4x smaller.
-    hard = superresolve_array(src, g, 4, feather=0, exact=False, **FAST)
+    # against a hard switch (feather=0), the step at the edge is at least 4x smaller (measured 20x).
+    hard = superresolve_array(src, g, 4, feather=0, exact=False, **fit)
     step = np.abs((out - bic)[:, 79]).max()
     hard_step = np.abs((hard - bic)[:, 79]).max()
     assert step <= 0.25 * hard_step
@@ -118,9 +118,9 @@ def test_invalid_guide_falls_back_to_bicubic(crop):
 def test_output_follows_source_units_and_ignores_guide_band_scaling(crop):
     # Per-band standardisation: metres vs millimetres, or a guide band x10, changes nothing but units.
     truth, src, guide = crop
-    base = superresolve_array(src, guide, 4, epochs=40, progress=False)
+    base = superresolve_array(src, guide, 4, epochs=10, progress=False)
     rescaled_guide = guide * np.array([10.0, 1.0, 0.01])[:, None, None] + np.array([0.0, 500.0, -3.0])[:, None, None]
-    scaled = superresolve_array(src * 1000.0 + 5.0, rescaled_guide, 4, epochs=40, progress=False)
+    scaled = superresolve_array(src * 1000.0 + 5.0, rescaled_guide, 4, epochs=10, progress=False)
     np.testing.assert_allclose((scaled.astype(np.float64) - 5.0) / 1000.0, base, rtol=0, atol=1e-3 * np.ptp(src))
 
 

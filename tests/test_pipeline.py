@@ -16,7 +16,10 @@ from geosr.core.sampling import repeat_cells
 from conftest import degrade
 
 SCALE = 4
-EPOCHS = 200
+EPOCHS = 100
+# The source window every fit here runs on: 48 x 48 source pixels at the DSM's west edge, where 84
+# cells are nodata (a sliver along the frame), so the tiles meet nodata, the frame and each other.
+ROWS, COLS = slice(24, 72), slice(0, 48)
 
 
 @pytest.fixture(scope="module")
@@ -24,29 +27,33 @@ def case(fieldimager, tmp_path_factory):
     dsm, ortho = fieldimager
     d = tmp_path_factory.mktemp("fieldimager")
     source, truth = degrade(dsm, d / "dsm_x4.tif", SCALE)
-    return {"source": source, "ortho": str(ortho), "truth": truth, "dir": d}
+    window_truth = truth[ROWS.start * SCALE:ROWS.stop * SCALE, COLS.start * SCALE:COLS.stop * SCALE]
+    return {"source": source, "ortho": str(ortho), "truth": truth, "window_truth": window_truth, "dir": d}
+
+
+def window(case):
+    return geosr.open_raster(case["source"]).isel(y=ROWS, x=COLS)
 
 
 def run(src, guide, tile_size, epochs=EPOCHS, **kw):
-    """Per-tile fits (the mode under test here), computed."""
+    """Per-tile fits (the mode under test here), without the alignment estimate (not tested here), computed."""
     return geosr.superresolve(src, geosr.open_raster(str(guide)), SCALE, epochs=epochs, tile_size=tile_size,
-                              mode="tile", **kw).compute()
+                              mode="tile", align="none", **kw).compute()
 
 
 @pytest.fixture(scope="module")
 def tiled(case):
-    """The whole raster in 2 x 2 tiles (tile_size 52 of 101 x 98 source pixels)."""
-    src = geosr.open_raster(case["source"])
-    lazy = geosr.superresolve(src, geosr.open_raster(case["ortho"]), SCALE, epochs=EPOCHS, tile_size=52,
-                              mode="tile")
+    """The window in 2 x 2 tiles (tile_size 24 of 48 x 48 source pixels), fitted once for the tests below."""
+    src = window(case)
+    lazy = geosr.superresolve(src, geosr.open_raster(case["ortho"]), SCALE, epochs=EPOCHS, tile_size=24,
+                              mode="tile", align="none")
     assert [len(c) for c in lazy.chunks] == [2, 2]
     return src, lazy.chunks, lazy.compute()
 
 
 @pytest.fixture(scope="module")
 def bicubic(case):
-    return geosr.superresolve(geosr.open_raster(case["source"]), geosr.open_raster(case["ortho"]), SCALE,
-                              "bicubic").compute()
+    return geosr.superresolve(window(case), geosr.open_raster(case["ortho"]), SCALE, "bicubic").compute()
 
 
 def test_output_grid_footprint_and_accuracy(case, tiled, bicubic):
@@ -59,10 +66,11 @@ def test_output_grid_footprint_and_accuracy(case, tiled, bicubic):
     src_invalid = (src.values[0] == src.rio.nodata)
     assert src_invalid.any()
     np.testing.assert_array_equal(np.isnan(out.values), repeat_cells(src_invalid, SCALE))
-    truth = case["truth"]
+    truth = case["window_truth"]
     ratio = rmse(out.values, truth) / rmse(bicubic.values, truth)
-    print(f"fieldimager x4, {EPOCHS} epochs, 2 x 2 tiles: {ratio:.3f} x bicubic")
-    assert ratio <= 0.80
+    print(f"fieldimager x4, {EPOCHS} epochs, 2 x 2 tiles of the window: {ratio:.3f} x bicubic")
+    # Measured 0.785 (0.80 was the bound at 200 epochs on the whole raster; the benchmark runs the defaults).
+    assert ratio <= 0.85
 
 
 def test_tiles_blend_without_seams(tiled):
@@ -74,10 +82,10 @@ def test_tiles_blend_without_seams(tiled):
     assert jumps <= 1.5
 
 
-def test_tiles_are_as_accurate_as_one_tile_and_a_geographic_guide_as_a_native_one(case, tmp_path):
-    """On a 48 x 48 source window, at fewer epochs (both are comparisons between runs): one tile
-    against 2 x 2 tiles, and the orthophoto reprojected to EPSG:4326 (geosr warps it back onto
-    the output grid) against the native orthophoto."""
+def test_tiles_are_as_accurate_as_one_tile_and_a_geographic_guide_as_a_native_one(case, tiled, tmp_path):
+    """On the window (both are comparisons between runs): one tile against the shared 2 x 2 tiles, and
+    the orthophoto reprojected to EPSG:4326 (geosr warps it back onto the output grid) against the
+    native orthophoto."""
     import rasterio
     from rasterio.warp import calculate_default_transform, reproject, Resampling
 
@@ -89,17 +97,16 @@ def test_tiles_are_as_accurate_as_one_tile_and_a_geographic_guide_as_a_native_on
             for b in range(1, g.count + 1):
                 reproject(rasterio.band(g, b), rasterio.band(dst, b), resampling=Resampling.bilinear,
                           src_nodata=g.nodata, dst_nodata=g.nodata)
-    src = geosr.open_raster(case["source"]).isel(y=slice(24, 72), x=slice(24, 72))
-    truth = case["truth"][96:288, 96:288]
-    one, tiles, geographic = (run(src, guide, tile_size, epochs=EPOCHS // 2)
-                              for guide, tile_size in ((case["ortho"], 48), (case["ortho"], 24), (path, 48)))
+    src, _, tiles = tiled
+    truth = case["window_truth"]
+    one, geographic = (run(src, guide, 48) for guide in (case["ortho"], path))
     assert geographic.rio.crs == one.rio.crs
     assert geographic.rio.transform() == one.rio.transform() and geographic.shape == one.shape == (192, 192)
     r_one, r_tiles, r_geo = (rmse(o.values, truth) for o in (one, tiles, geographic))
     print(f"RMSE one tile {r_one:.4f} m, 2 x 2 tiles {r_tiles:.4f} m, EPSG:4326 guide {r_geo:.4f} m")
-    # Measured (seed 0, 100 epochs): one tile 0.0425 m, 2 x 2 tiles 0.0440 m, evenly over the
-    # frame, the seams and the inside: a fit on 24 source pixels learns a little less. Both
-    # gained from the mirrored margin at the frame (0.0448 and 0.0453 m without it).
+    # Measured (seed 0, 100 epochs, this window): one tile 0.0473 m, 2 x 2 tiles 0.0465 m, EPSG:4326
+    # guide 0.0479 m. On the window at source rows and columns 24-72 (no nodata, alignment estimated)
+    # they were 0.0425 and 0.0440 m: a fit on 24 source pixels learns a little less, or as much.
     assert r_tiles <= 1.05 * r_one
     assert abs(r_geo / r_one - 1) <= 0.05
 
