@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from ._version import __version__
 from .core.align import DEFAULT_ALIGN, Alignment, check_align
 from .core.pair import MIN_FEATHER, check_scale
-from .core.psf import PSF, psf_from
+from .core.psf import psf_from
 from .errors import InputError
 from .methods import LEARNED, check_options
 from .pipeline import flatmask
@@ -128,10 +128,6 @@ class RunSpec:
     def feather_px(self) -> float:
         """The fallback ramp's width in output pixels."""
         return max(2 * self.scale, MIN_FEATHER) if self.feather is None else float(self.feather)
-
-    @property
-    def sensor(self) -> PSF:
-        return self.psf
 
     @property
     def seed(self) -> int:
