@@ -50,13 +50,13 @@ def test_align_shift_beats_none_on_a_misaligned_guide(depth):
     moved = _displaced(guide, Affine.translation(-4, 4))
 
     def rmse(align_kind):
-        out, info = geosr.superresolve_array(src, moved, 4, "mmsr", align=align_kind, epochs=150, return_info=True,
+        out, info = geosr.superresolve_array(src, moved, 4, "mmsr", align=align_kind, epochs=100, return_info=True,
                                              progress=False)
         return np.sqrt(np.mean((out - truth) ** 2)), info
 
     none, _ = rmse("none")
     shifted, info = rmse("shift")
-    assert shifted < 0.98 * none  # measured: 6.61 against 6.82 (displacement by scipy; by GDAL since, not re-measured)
+    assert shifted < 0.98 * none  # measured at 100 epochs: 7.33 against 7.73 (0.949; 6.61 against 6.82 at 150)
     dx, dy = map(float, info.details["alignment"]["geosr_align_shift_px"].split())
     assert (dx, dy) == pytest.approx((-4, 4), abs=1.0)
 

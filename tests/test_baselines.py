@@ -47,6 +47,7 @@ def test_guided_filter_beats_bicubic_on_real_depth(depth_pairs, image):
     t, g = depth_pairs
     truth = t[image]
     src = avg_pool(truth, 8)
-    bic = rmse(superresolve_array(src, g[image], 8, method="bicubic", exact=False), truth)
-    gf = rmse(superresolve_array(src, g[image], 8, method="guided", exact=False), truth)
-    assert gf < 0.95 * bic
+    # align="none": the filter, not the alignment estimate (test_align), which took 5 of each run's 6 s here.
+    bic = rmse(superresolve_array(src, g[image], 8, method="bicubic", exact=False, align="none"), truth)
+    gf = rmse(superresolve_array(src, g[image], 8, method="guided", exact=False, align="none"), truth)
+    assert gf < 0.95 * bic  # measured 0.91, 0.84, 0.86 (0.92, 0.85, 0.87 with the estimate)

@@ -20,15 +20,16 @@ def test_cmsr_beats_bicubic_on_a_real_depth_pair(depth_pairs):
         out = geosr.superresolve_array(src, g, 4, method, align="none", **opts)
         return np.sqrt(np.mean((out - t) ** 2))
 
-    ratio = rmse("cmsr", steps=200, progress=False) / rmse("bicubic")
-    assert ratio < 0.85, ratio
+    ratio = rmse("cmsr", steps=100, progress=False) / rmse("bicubic")
+    assert ratio < 0.85, ratio  # measured 0.808 at 100 steps (0.805 at 200)
 
 
 def test_cmsr_learned_warp_follows_a_shifted_guide(vhm_pairs):
     """The vegetation-height pair's guide sits about (-1.1, -1.8) px off (geosr.core.align finds the same);
-    shifted 4 px further right, the learned warp must move by about that much more."""
+    shifted 4 px further right, the learned warp must move by about that much more. On the pair's
+    128 x 128 top-left quarter (measured: 4.01 px right, 0.14 px up; on the whole pair 3.99 and 0.00)."""
     truth, guides = vhm_pairs
-    t, g = truth[0], guides[0].astype(np.float64)
+    t, g = truth[0][:128, :128], guides[0][:, :128, :128].astype(np.float64)
     src = avg_pool(t, 4)
 
     def warp(guide):

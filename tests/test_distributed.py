@@ -33,7 +33,7 @@ def test_local_cluster_of_two_workers_equals_threads(files, tmp_path):
     import sys
 
     one_core = {min(os.sched_getaffinity(0))}
-    common = [*files, *ARGS, "--mode", "scene", "--epochs", "30"]
+    common = [*files, *ARGS, "--mode", "scene", "--epochs", "5", "--align", "none"]
     for name, extra in (("threads", []), ("cluster", ["--scheduler", "processes", "--workers", "2"])):
         subprocess.run([sys.executable, "-m", "geosr.cli", "upsample", *common, "-o", str(tmp_path / f"{name}.tif"),
                         *extra], check=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
