@@ -65,7 +65,7 @@ def example(name, out_dir, *args):
     if str(EXAMPLES) not in sys.path:
         sys.path.insert(0, str(EXAMPLES))
     executed = importlib.import_module(name).main([*map(str, args), "--out", str(out_dir)])
-    assert executed == out_dir / executed.name
+    assert executed.resolve() == (out_dir / executed.name).resolve()
     return json.loads(executed.read_text())
 
 
