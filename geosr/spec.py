@@ -16,10 +16,11 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
+from functools import partial
 
 from ._version import __version__
 from .core.align import DEFAULT_ALIGN, Alignment, check_align
-from .core.pair import MIN_FEATHER, check_scale
+from .core.pair import check_scale, feather_px
 from .core.psf import psf_from
 from .errors import InputError
 from .methods import LEARNED, check_options
@@ -65,7 +66,7 @@ class RunSpec:
     tile_size: int | None = None  # default 512 // scale: 512-pixel output tiles
     overlap: int | None = None  # default ceil(32 / scale), widened to see the feather
     exact: bool = True
-    feather: float | None = None  # default max(2 * scale, MIN_FEATHER) output pixels
+    feather: float | None = None  # output pixels; default: core.pair.feather_px
     mode: str = "auto"
     batch_size: int | None = None
     align: object = DEFAULT_ALIGN
@@ -77,7 +78,7 @@ class RunSpec:
     options: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        set_ = partial_setter(self)
+        set_ = partial(object.__setattr__, self)  # normalise the frozen fields
         set_("scale", check_scale(self.scale))
         check_options(self.method, self.options)
         check_align(self.align)
@@ -127,7 +128,7 @@ class RunSpec:
     @property
     def feather_px(self) -> float:
         """The fallback ramp's width in output pixels."""
-        return max(2 * self.scale, MIN_FEATHER) if self.feather is None else float(self.feather)
+        return feather_px(self.scale, self.feather)
 
     @property
     def seed(self) -> int:
@@ -242,10 +243,9 @@ class RunSpec:
                                "grid": [hr_box.crs.to_wkt(), list(hr_box.affine)[:6], list(hr_box.shape)]},
                 "inputs": inputs}
 
-    def not_applying(self, given) -> list[tuple[str, str]]:
-        """(option, why) for each option in ``given`` that this spec's method would ignore."""
-        return [(name, why) for name, (methods, why) in APPLIES_TO.items()
-                if name in given and self.method not in methods]
+def not_applying(method: str, given) -> list[tuple[str, str]]:
+    """(option, why) for each option named in ``given`` that ``method`` would ignore."""
+    return [(name, why) for name, (methods, why) in APPLIES_TO.items() if name in given and method not in methods]
 
 
 def check_ensemble(method, n) -> None:
@@ -263,10 +263,3 @@ def positive_int(v, name, low=1) -> int:
     if isinstance(v, bool) or not float(v).is_integer() or int(v) < low:
         raise InputError(f"{name} must be an integer >= {low}, got {v!r}")
     return int(v)
-
-
-def partial_setter(spec):
-    """Normalise a frozen spec's fields in ``__post_init__``."""
-    def set_(name, value):
-        object.__setattr__(spec, name, value)
-    return set_

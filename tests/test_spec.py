@@ -3,7 +3,7 @@ import dask.array as da
 import pytest
 
 from geosr import InputError
-from geosr.spec import RunSpec
+from geosr.spec import RunSpec, not_applying
 
 
 def test_tags_read_back_as_the_same_planned_run():
@@ -61,10 +61,10 @@ def test_bad_settings_are_refused_with_what_to_do():
 
 
 def test_options_that_a_method_ignores_are_named_with_why():
-    assert RunSpec(method="bicubic").not_applying(["epochs", "align", "band"]) == [
+    assert not_applying("bicubic", ["epochs", "align", "band"]) == [
         ("epochs", "only learned methods optimise"), ("align", "bicubic does not use the guide")]
-    assert RunSpec(method="mmsr").not_applying(["epochs", "preset", "mode"]) == []
-    assert [n for n, _ in RunSpec(method="cmsr").not_applying(["preset", "mode", "seed"])] == ["preset", "mode"]
+    assert not_applying("mmsr", ["epochs", "preset", "mode"]) == []
+    assert [n for n, _ in not_applying("cmsr", ["preset", "mode", "seed"])] == ["preset", "mode"]
 
 
 def test_the_checkpoint_key_holds_the_grid_and_the_inputs():

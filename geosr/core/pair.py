@@ -24,6 +24,11 @@ MIN_FEATHER = 8
 FRAME = (True, True, True, True)
 
 
+def feather_px(scale: int, feather: float | None = None) -> float:
+    """The fallback ramp's width in HR pixels: ``feather``, or by default twice the scale, at least MIN_FEATHER."""
+    return max(2 * scale, MIN_FEATHER) if feather is None else float(feather)
+
+
 @dataclass
 class Pair:
     """A validated pair, ready for a method.
@@ -172,7 +177,7 @@ def prepare_pair(source, guide, scale, mask=None, feather: float | None = None, 
     h, w = src.shape
     g = _guide_array(guide, (h * scale, w * scale), scale, (h, w))
     g_valid = np.isfinite(g).all(axis=0)
-    feather = max(2 * scale, MIN_FEATHER) if feather is None else float(feather)
+    feather = feather_px(scale, feather)
     mean, std = guide_statistics(g, g_valid)
     return Pair(
         source=np.where(src_valid, src, np.nan),

@@ -199,8 +199,6 @@ def fit_tile(source, guide, model=None, *, scale, method, options, exact, feathe
         return np.full((source.shape[0] * scale, source.shape[1] * scale), np.nan, np.float32)
     if not np.isfinite(guide).all(axis=0).any():  # no guide here: bicubic, nothing to fit
         method, options, model = "bicubic", {}, None
-    elif model is not None:  # the network is fixed: only where it runs
-        options = {k: v for k, v in options.items() if k in ("device", "amp")}
     with fit_slot():
         pair = prepare_pair(source, guide, scale, feather=feather, psf=psf)
         pair.frame = tuple(frame)
