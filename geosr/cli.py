@@ -22,7 +22,7 @@ from .methods import METHODS
 from .methods.mmsr import DEFAULT_PRESET, DEFAULT_SCENE_PRESET, PRESETS
 from .runtime import cluster
 from .runtime.cluster import SCHEDULERS
-from .spec import MODES, RunSpec
+from .spec import MODES, RunSpec, not_applying
 
 RESAMPLINGS = ("auto", "nearest", "bilinear", "cubic", "cubic_spline", "lanczos", "average")
 
@@ -220,8 +220,7 @@ def _spec(ctx, method, scale, settings: dict, flags: dict) -> RunSpec:
     if settings["quality"] and isinstance(settings["band"], (str, list)):
         raise InputError("--quality describes one band; run each band with --band N --quality FILE")
     flag = {p.name: p.opts[-1] for p in ctx.command.params if p.opts}
-    unused = [(flag[name], why) for name, why in RunSpec(method=method).not_applying(
-        [n for n in flag if given(n)])]
+    unused = [(flag[name], why) for name, why in not_applying(method, [n for n in flag if given(n)])]
     if unused:
         one_reason = len({why for _, why in unused}) == 1
         names = ", ".join(f if one_reason else f"{f} ({why})" for f, why in unused)
@@ -286,8 +285,9 @@ def _run(source, guides, output, spec, bounds, cog, creation_options, overwrite,
             remove(checkpoint)
         raise
     if quality is not None:  # from the written output and its tags: only bicubic is computed again, no fit
+        found = result.encoding.get("geosr_alignment")  # the run's, not measured again
         layers = quality_layers(open_raster(str(output)), src, guide, src_nodata=spec.src_nodata,
-                                ensemble=spec.ensemble)
+                                ensemble=spec.ensemble, **({} if found is None else {"align": found}))
         write(layers, quality, cog=cog, overwrite=overwrite, progress=not quiet, client=client, **creation_options)
         if not quiet:
             click.echo(f"wrote quality layers to {quality}", err=True)

@@ -118,10 +118,18 @@ def test_quality_file_is_never_overwritten_and_never_the_output(files, tmp_path)
     assert res.exit_code != 0 and "file of their own" in res.output
 
 
-def test_ensemble_spread_is_the_std_over_seeds(files, tmp_path):
+def test_ensemble_spread_is_the_std_over_seeds(files, tmp_path, monkeypatch):
     """--ensemble 2: band 4 is the sample std of the output and a run with the next seed, computed
-    here from that run made separately; 0 where both fell back to bicubic, > 0 where the guide acts."""
+    here from that run made separately; 0 where both fell back to bicubic, > 0 where the guide acts.
+    The guide's alignment is estimated once: the layers and the second seed reuse the run's."""
+    from geosr.pipeline import coregister
+
+    estimates = []
+    real = coregister._estimate_alignment
+    monkeypatch.setattr(coregister, "_estimate_alignment", lambda *a: estimates.append(real(*a)) or estimates[-1])
     (out, *_), (q, *_, names) = run_cli(files, tmp_path, "--ensemble", "2")
+    assert len(estimates) == 1 and estimates[0] is not None
+    monkeypatch.undo()
     assert names == ("fallback", "cycle_residual", "guide_influence", "ensemble_spread")
     other = tmp_path / "seed1.tif"
     res = CliRunner().invoke(main, ["upsample", files["source"], files["guide"], *RUN[:-3], "--seed", "1", "-q",

@@ -21,6 +21,7 @@ import math
 
 import numpy as np
 
+from ..core.align import Alignment
 from ..core.pair import feathered_weight
 from ..core.psf import AREA, PSF, degrade
 from ..core.sampling import repeat_cells
@@ -86,7 +87,9 @@ def _seen_by_sensor(block, scale, psf):
 def of_run(output, source, guide, spec):
     """Lazy quality layers of ``output``, the result of ``spec`` on ``source`` and ``guide``
     (:func:`geosr.quality_layers`): the inputs co-registered as the run did, bicubic on the same
-    tiles, and with ``spec.ensemble`` the runs with the next seeds."""
+    tiles, and with ``spec.ensemble`` the runs with the next seeds. The alignment the run found
+    (``output.encoding["geosr_alignment"]``, set while the result is in memory) is reused, not
+    estimated again."""
     import dask.array as da
     import rioxarray  # noqa: F401
     import xarray as xr
@@ -98,6 +101,9 @@ def of_run(output, source, guide, spec):
     from .coregister import coregister
     from .run import run
 
+    found = output.encoding.get("geosr_alignment")
+    if isinstance(found, Alignment) and spec.align in ("shift", "affine"):
+        spec = spec.replace(align=found)
     co = coregister(source, guide, spec)
     hr_box = co.hr_box
     if tuple(output.shape[-2:]) != tuple(hr_box.shape) or output.rio.transform() != hr_box.affine:
