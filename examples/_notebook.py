@@ -14,9 +14,10 @@ from pathlib import Path
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 
-def run(name: str, out_dir, **parameters) -> Path:
+def run(name: str, out_dir, overwrite: bool = False, **parameters) -> Path:
     """Execute notebooks/``name`` with ``parameters`` (``None`` values left at the notebook's defaults),
-    writing into ``out_dir``; returns the path of the executed notebook."""
+    writing into ``out_dir``; returns the path of the executed notebook. Files of an earlier run in
+    ``out_dir`` are replaced only with ``overwrite`` (the notebook's OVERWRITE)."""
     try:
         import papermill
     except ImportError as e:
@@ -25,8 +26,12 @@ def run(name: str, out_dir, **parameters) -> Path:
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     executed = out / name
+    if executed.exists() and not overwrite:
+        raise SystemExit(f"{executed} exists (an earlier run?): pass --overwrite to replace it and the rasters "
+                         "the notebook writes, or choose another --out")
     given = {k: v for k, v in parameters.items() if v is not None}
-    papermill.execute_notebook(str(NOTEBOOKS / name), str(executed), parameters={"OUT_DIR": str(out), **given},
+    papermill.execute_notebook(str(NOTEBOOKS / name), str(executed),
+                               parameters={"OUT_DIR": str(out), "OVERWRITE": overwrite, **given},
                                cwd=str(out), kernel_name="python3", progress_bar=False)
     print(printed(executed), end="")
     print("wrote", executed, "(the executed notebook, with its output and pictures)")

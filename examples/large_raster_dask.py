@@ -6,7 +6,8 @@ into a COG. Memory depends on the tile size, not on the scene's size. The workfl
 once, in the notebook; this script gives it its parameters and runs it (pip install
 'geosr[notebooks]'), saving the executed notebook, with its pictures, beside the COG.
 
-    python examples/large_raster_dask.py [--workers 2 | --address tcp://host:8786] [--window L B R T] [--out DIR]
+    python examples/large_raster_dask.py [--workers 2 | --address tcp://host:8786] [--window L B R T]
+        [--out DIR] [--overwrite]
 """
 import argparse
 
@@ -22,9 +23,10 @@ def main(argv=None):
     ap.add_argument("--tile-size", type=int, default=None, help="source pixels per tile (default: 512 output pixels)")
     ap.add_argument("--steps", type=int, default=None, help="training steps of the scene model (default: the method's)")
     ap.add_argument("--out", default="dask_outputs", help="output folder")
+    ap.add_argument("--overwrite", action="store_true", help="replace the files of an earlier run in --out")
     a = ap.parse_args(argv)
-    return run("03_large_rasters_dask.ipynb", a.out, WORKERS=a.workers, ADDRESS=a.address, WINDOW=a.window,
-               TILE_SIZE=a.tile_size, STEPS=a.steps)
+    return run("03_large_rasters_dask.ipynb", a.out, a.overwrite, WORKERS=a.workers, ADDRESS=a.address,
+               WINDOW=a.window, TILE_SIZE=a.tile_size, STEPS=a.steps)
 
 
 if __name__ == "__main__":

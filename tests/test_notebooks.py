@@ -91,6 +91,24 @@ def test_quickstart_runs_and_keeps_the_grid(tmp_path, capsys):
     radiance = dn * 3.342e-4 + 0.1
     means = lambda a: a.reshape(32, 3, 32, 3).mean(axis=(1, 3))  # noqa: E731
     assert np.abs(means(out) - means(radiance)).max() < 1e-4  # every 90 m cell mean kept (exact=True)
+    with rasterio.open(out_dir / "landsat8_b10_radiance_x3_quality.tif") as q:  # the layers, as a COG beside it
+        assert q.descriptions == ("fallback", "cycle_residual", "guide_influence")
+        assert q.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        assert (q.crs, q.transform, q.shape) == (crs, transform, out.shape)
+        fallback, residual, influence = q.read().astype(np.float64)
+    assert set(np.unique(fallback[np.isfinite(fallback)])) <= {0.0}  # the guide covers the window
+    assert np.nanmax(np.abs(residual)) < 1e-4 and np.nanmax(influence) > 0
+    assert "quality layers:" in text and "3 bands" in text
+
+
+def test_an_example_never_overwrites_without_overwrite(tmp_path):
+    """An earlier run's executed notebook (or anyone's file of that name) in --out is kept, before any work."""
+    out_dir = tmp_path / "o"
+    out_dir.mkdir()
+    (out_dir / "01_quickstart.ipynb").write_text("keep me")
+    with pytest.raises(SystemExit, match="exists .*pass --overwrite"):
+        example("landsat_thermal", out_dir, "--window", *L8_WINDOW, "--epochs", 1)
+    assert (out_dir / "01_quickstart.ipynb").read_text() == "keep me" and len(list(out_dir.iterdir())) == 1
 
 
 def test_dem_workflow_runs_on_fieldimager_with_a_web_mercator_guide(data_dir, tmp_path):
