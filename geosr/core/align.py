@@ -230,6 +230,18 @@ def _warp(img, params, half):
     return ndimage.affine_transform(img, m, offset, order=1, mode="nearest")
 
 
+def _shifted(img, ty, tx):
+    """img (..., h, w) sampled at (row + ty, column + tx), bilinear, edges repeated: :func:`_warp` of a
+    pure translation, done as two 1-D interpolations (the grid search makes hundreds of them)."""
+    for axis, t in ((-2, ty), (-1, tx)):
+        n = img.shape[axis]
+        i0 = np.arange(n) + int(np.floor(t))
+        f = t - np.floor(t)
+        lo, hi = (np.take(img, np.clip(i, 0, n - 1), axis=axis) for i in (i0, i0 + 1))
+        img = lo if f == 0 else (1 - f) * lo + f * hi
+    return img
+
+
 def _search(p, bands, cells, kind, scale, reach):
     """The displacement whose moved, degraded guide best explains ``p`` by a local linear fit.
 
@@ -242,7 +254,10 @@ def _search(p, bands, cells, kind, scale, reach):
     half = max(h, w) / 2
 
     def cost(params):
-        moved = np.stack([_warp(b, params, half) for b in bands])
+        if np.any(params[2:]):
+            moved = np.stack([_warp(b, params, half) for b in bands])
+        else:
+            moved = _shifted(bands, params[1], params[0])
         return float((cells * np.abs(p - local_linear_fit(p, avg_pool(moved, scale), _RADIUS))).sum() / cells.sum())
 
     best, span = np.zeros(6), reach
