@@ -37,6 +37,14 @@ def test_estimate_recovers_known_shifts_with_the_documented_sign(depth):
         assert est.score < 0.7  # the fit residual dropped: the correction explains the source better
 
 
+def test_the_search_shift_is_the_general_warp_of_a_translation(depth):
+    """The grid search's fast path (two 1-D interpolations) samples as the affine warp does, edges included."""
+    bands = depth[1][:, :40, :57].astype(np.float64)
+    for tx, ty in [(0, 0), (-8.875, 3.25), (7.75, -0.5), (16.125, -12), (0.125, 0.375)]:
+        general = np.stack([align._warp(b, np.array([tx, ty, 0, 0, 0, 0]), 28.5) for b in bands])
+        np.testing.assert_allclose(align._shifted(bands, ty, tx), general, rtol=0, atol=1e-9)
+
+
 def test_affine_estimate_recovers_a_one_degree_rotation(depth):
     truth, guide = depth
     d = Affine.rotation(1.0, pivot=(128, 128))

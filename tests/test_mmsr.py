@@ -77,19 +77,24 @@ def test_exact_on_real_dsm_with_invalid_cells(dsm_crop, offset, relief):
     assert info.residual.cells == src.size - 6 and info.residual.max <= tolerance
 
 
-def test_invalid_source_pixels_are_masked_from_the_loss(crop, fitted):
-    truth, src, guide = crop
-    broken = src.copy()
-    broken[10:14, 10:14] = 1e6  # garbage values that must not influence the fit once masked
+def test_invalid_source_pixels_are_masked_from_the_loss(crop):
+    """Masked cells cannot influence the fit: whatever garbage they hold, the output is the same, bit for
+    bit (20 epochs: the seed fixes the rest), and NaN over them only."""
+    _, src, guide = crop
     hole = np.zeros(src.shape, bool)
     hole[10:14, 10:14] = True
-    out, info = superresolve_array(broken, guide, 4, mask=hole, exact=False, return_info=True, **DEPTH_FIT)
+    runs = []
+    for garbage in (1e6, -3.0):
+        broken = src.copy()
+        broken[hole] = garbage
+        runs.append(superresolve_array(broken, guide, 4, mask=hole, exact=False, return_info=True, epochs=20,
+                                       align="none", progress=False))
+    (out, info), (other, _) = runs
+    np.testing.assert_array_equal(out, other)
     assert info.details["loss_cells"] == src.size - 16
     assert np.isnan(out[40:56, 40:56]).all()
     valid = np.isfinite(out)
     assert valid.sum() == 128 * 128 - 256
-    assert np.nanmax(out) < truth.max() + 20  # no trace of the 1e6 garbage
-    assert rmse(out, truth) < 1.2 * rmse(fitted[0], truth)
 
 
 def test_invalid_guide_falls_back_to_bicubic(crop, depth_bicubic):

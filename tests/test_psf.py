@@ -65,14 +65,15 @@ def test_exact_keeps_the_gaussian_model_and_matching_the_sensor_pays_off(gaussia
     truth, source, guide = gaussian_sensor_pair
     scores = {}
     for psf in ("area", "gaussian"):
-        out, info = geosr.superresolve_array(source, guide, 4, "mmsr", psf=psf, epochs=150, seed=0, return_info=True)
+        out, info = geosr.superresolve_array(source, guide, 4, "mmsr", psf=psf, epochs=150, seed=0, align="none",
+                                             return_info=True)
         seen = degrade(out.astype(np.float64), 4, psf_from(psf))
         assert np.abs(seen - source).max() < 1e-4 and info.residual.max < 1e-4  # 8-bit depth: 0 to 255
         scores[psf] = rmse(out, truth)
     bicubic = rmse(geosr.superresolve_array(source, guide, 4, "bicubic", exact=False), truth)
     print(f"\nGaussian sensor x4, depth 96 x 96: bicubic {bicubic:.2f}, mmsr with the area loss "
           f"{scores['area']:.2f}, with the gaussian loss {scores['gaussian']:.2f}")
-    # measured 9.75 and 6.38 (bicubic 11.6): the loss that matches the sensor is far better
+    # measured 9.73 and 7.22 (bicubic 11.64): the loss that matches the sensor is far better
     assert scores["gaussian"] < 0.8 * scores["area"]
     assert scores["gaussian"] < 0.7 * bicubic
 
