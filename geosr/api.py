@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from .core.metrics import CycleResidual, cycle_residual
 from .core.pair import FRAME
+from .methods import selfcheck
 from .methods.engine import prepare, run_pair
 from .spec import RunSpec
 
@@ -30,6 +31,7 @@ class SRInfo:
     residual: CycleResidual
     seconds: float
     details: dict = field(default_factory=dict, repr=False)
+    selfcheck: selfcheck.SelfCheck | None = None  # the method one scale down, against the source
 
 
 def superresolve_array(source, guide, scale=RunSpec.scale, method: str = RunSpec.method, *, mask=None, flat_mask=None,
@@ -76,8 +78,10 @@ def superresolve_array(source, guide, scale=RunSpec.scale, method: str = RunSpec
         all). MMSR's network sees a mirrored margin beyond them, so its zero padding does not
         show along the frame (benchmarks/RESULTS.md section 13). False marks a tile's inner
         side, which has a real halo (:mod:`geosr.pipeline.tiling` passes it).
-    exact, feather, align, psf, psf_sigma and the method's options are the run's settings, checked
-    together as a :class:`geosr.spec.RunSpec` before any work.
+    exact, feather, align, psf, psf_sigma, selfcheck and the method's options are the run's settings,
+    checked together as a :class:`geosr.spec.RunSpec` before any work. ``selfcheck`` (default True)
+    first runs the method one scale down on the pair and scores it against the source
+    (:mod:`geosr.methods.selfcheck`; ``info.selfcheck``), with a warning where the guide did not help.
     **options : method options. For mmsr: ``preset`` ("fast" default, "depth" = the paper's
         11/5 windows, "remote-sensing" = 5/3), ``epochs``, ``device`` (None = CUDA if
         available, else CPU), ``seed`` (default 0; same seed and device give the same
@@ -93,6 +97,7 @@ def superresolve_array(source, guide, scale=RunSpec.scale, method: str = RunSpec
     t0 = time.perf_counter()
     pair, alignment = prepare(source, guide, spec.scale, mask=mask, feather=spec.feather, psf=spec.psf,
                               align=spec.align, flat_mask=flat_mask, frame=frame)
+    check = selfcheck.of_pair(pair, spec.method, spec.options, spec.exact) if spec.selfcheck else None
     out, details = run_pair(pair, spec.method, spec.options, spec.exact)
     if not return_info:
         return out
@@ -100,7 +105,7 @@ def superresolve_array(source, guide, scale=RunSpec.scale, method: str = RunSpec
         details = {**details, "alignment": alignment.attrs()}
     info = SRInfo(method=spec.method, scale=pair.scale, exact=spec.exact,
                   residual=cycle_residual(out, pair.source, pair.scale, pair.source_valid, spec.psf),
-                  seconds=time.perf_counter() - t0, details=details)
+                  seconds=time.perf_counter() - t0, details=details, selfcheck=check)
     return out, info
 
 

@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import click
@@ -34,6 +35,7 @@ def main():
     # GDAL's block cache defaults to 5% of RAM; data streams through once, so a small
     # cache keeps memory bounded (the user's own setting wins).
     os.environ.setdefault("GDAL_CACHEMAX", "256")
+    warnings.formatwarning = lambda message, category, *_, **__: f"warning: {message}\n"  # no source lines
 
 
 def _int_list(ctx, param, value):
@@ -143,6 +145,11 @@ Examples:
               help="Also write quality layers on the output grid to this file: 1 fallback (1 = bicubic where the "
                    "guide is invalid or --flat-mask is set), 2 cycle residual (the sensor model of the output - source), "
                    "3 guide influence (|output - bicubic|).")
+@click.option("--selfcheck/--no-selfcheck", default=RunSpec.selfcheck, show_default=True,
+              help="First run the method one scale down on a few windows of this pair (the source degraded by "
+                   "--scale is the source, the guide averaged onto the source grid is the guide) and score it "
+                   "against the source beside bicubic; the ratio is printed and written to the tags "
+                   "(geosr_selfcheck_ratio). A warning says so where the guide did not help.")
 @click.option("--ensemble", type=click.IntRange(2), default=None, metavar="N",
               help="With --quality, add band 4: the spread (std) over N runs with seeds --seed, --seed + 1, ... "
                    "(N - 1 extra fits).")
@@ -163,7 +170,8 @@ Examples:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or messages.")
 def upsample(source, guide, scale, output, method, preset, mode, epochs, batch_size, tile_size, overlap, device, seed, amp,
              band, guide_bands, src_nodata, dst_nodata, resampling, bounds, align, flat_mask, exact, psf, psf_sigma,
-             quality, ensemble, cog, creation_options, overwrite, resume, scheduler, workers, address, verbose, quiet):
+             quality, selfcheck, ensemble, cog, creation_options, overwrite, resume, scheduler, workers, address, verbose,
+             quiet):
     """Super-resolve SOURCE by --scale, guided by GUIDE (one or more files, stacked as bands).
 
     SOURCE and GUIDE are GDAL dataset names (files, VRTs, /vsizip/ paths) in any CRS,
@@ -179,7 +187,7 @@ def upsample(source, guide, scale, output, method, preset, mode, epochs, batch_s
         spec = _spec(click.get_current_context(), method, scale, dict(
             band=band, guide_bands=guide_bands, src_nodata=src_nodata, dst_nodata=dst_nodata, resampling=resampling,
             tile_size=tile_size, overlap=overlap, exact=exact, align=align, flat_mask=flat_mask, psf=psf,
-            psf_sigma=psf_sigma, quality=quality is not None, ensemble=ensemble), dict(
+            psf_sigma=psf_sigma, quality=quality is not None, ensemble=ensemble, selfcheck=selfcheck), dict(
             preset=preset, epochs=epochs, mode=mode, batch_size=batch_size, device=device, seed=seed, amp=amp,
             progress=progress))
     except InputError as e:
@@ -272,6 +280,10 @@ def _run(source, guides, output, spec, bounds, cog, creation_options, overwrite,
         raise InputError(f"--resume: there is no checkpoint of an interrupted run at {checkpoint}; "
                          "run without --resume")
     result = run(src, guide, spec, checkpoint, resume=resume, overwrite=overwrite and not resume, client=client)
+    if not quiet:  # a check that found no help is a warning already
+        for check in result.encoding.get("geosr_selfcheck", ()):
+            if check.helps is not False:
+                click.echo(check.message(result.attrs.get("units", "")), err=True)
     if resume and not quiet:
         stores = stores_of(result)
         n = math.prod(len(c) for c in result.chunks)  # tiles, times bands

@@ -44,6 +44,7 @@ APPLIES_TO = {
     "flat_mask": (USES_GUIDE, "bicubic does not use the guide"),
     "resampling": (USES_GUIDE, "bicubic does not use the guide"),
     "guide_bands": (USES_GUIDE, "bicubic does not use the guide"),
+    "selfcheck": (USES_GUIDE, "bicubic does not use the guide"),
 }
 
 
@@ -75,6 +76,7 @@ class RunSpec:
     psf_sigma: float | None = None
     quality: bool = False
     ensemble: int | None = None
+    selfcheck: bool = True  # the method one scale down, scored against the source (geosr.methods.selfcheck)
     options: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -113,6 +115,7 @@ class RunSpec:
         set_("flat_mask", flatmask.resolve(self.flat_mask))
         if self.method == "bicubic":  # its output does not depend on the guide: nothing to measure
             set_("align", "none")
+            set_("selfcheck", False)
 
     @classmethod
     def build(cls, **settings) -> "RunSpec":

@@ -1,4 +1,5 @@
-"""A source far larger than memory: building its graph reads only probes and the alignment window.
+"""A source far larger than memory: building its graph reads only probes, the alignment window and the
+self-check's windows.
 
 The rasters are sparse GeoTIFFs (unwritten blocks cost no disk) with the real fieldimager DSM and
 orthophoto written where a probe finds them; the graph is built in a fresh process whose address
@@ -23,10 +24,10 @@ import json, resource, sys, time
 import geosr
 t = time.perf_counter()
 out = geosr.superresolve(geosr.open_raster(sys.argv[1]), geosr.open_raster(sys.argv[2]), 4, mode="tile",
-                         progress=False)
+                         epochs=2, progress=False)
 print(json.dumps({"seconds": time.perf_counter() - t, "shape": out.shape, "tiles": len(out.chunks[0]),
                   "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
-                  "shift": out.attrs.get("geosr_align_shift_px")}))
+                  "shift": out.attrs.get("geosr_align_shift_px"), "selfcheck": out.attrs.get("geosr_selfcheck_pixels")}))
 """
 
 
@@ -65,3 +66,5 @@ def test_the_graph_of_a_40000_px_source_builds_without_reading_it(fieldimager, t
     assert got["peak_gb"] < 1.5, got
     dx, dy = map(float, got["shift"].split())  # measured on the DSM and its orthophoto, at the probes' find
     assert abs(dx) < 2 and abs(dy) < 2, got
+    # The self-check (2 epochs here) fitted one window, where the probes found the DSM, and read no more.
+    assert got["selfcheck"].endswith("in 1 window(s)"), got

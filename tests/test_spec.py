@@ -29,6 +29,7 @@ def test_defaults_are_settled_once_for_the_scale_and_the_raster():
     assert many.mode == "scene" and many.batch_size is None
     assert RunSpec(method="cmsr").planned((400, 400)).mode == "tile"
     assert RunSpec(method="bicubic").align == "none"  # bicubic does not look at the guide
+    assert RunSpec().selfcheck and not RunSpec(method="bicubic").selfcheck  # nothing to check without a guide
 
 
 def test_token_follows_every_setting_and_the_inputs():
@@ -65,6 +66,7 @@ def test_options_that_a_method_ignores_are_named_with_why():
         ("epochs", "only learned methods optimise"), ("align", "bicubic does not use the guide")]
     assert not_applying("mmsr", ["epochs", "preset", "mode"]) == []
     assert [n for n, _ in not_applying("cmsr", ["preset", "mode", "seed"])] == ["preset", "mode"]
+    assert not_applying("bicubic", ["selfcheck"]) == [("selfcheck", "bicubic does not use the guide")]
 
 
 def test_the_checkpoint_key_holds_the_grid_and_the_inputs():

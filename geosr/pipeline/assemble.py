@@ -29,10 +29,13 @@ def stack_bands(outs: list, numbers: list) -> xr.DataArray:
     first = outs[0]
     result = xr.concat(outs, dim="band", combine_attrs="override").assign_coords(band=numbers)
     result.attrs = {**first.attrs, "geosr_band": ",".join(map(str, numbers))}
+    for key in [k for k in first.attrs if k.startswith("geosr_selfcheck_")]:  # each band's own check
+        result.attrs[key] = ",".join(str(o.attrs.get(key, "")) for o in outs)
     names = [o.attrs.get("long_name") for o in outs]
     if any(names):
         result.attrs["long_name"] = tuple(str(n or "") for n in names)
     result = result.rio.write_crs(first.rio.crs).rio.write_transform(first.rio.transform())
     result = result.rio.write_nodata(first.rio.encoded_nodata, encoded=True)
     result.encoding["geosr_inputs"] = first.encoding.get("geosr_inputs", ())
+    result.encoding["geosr_selfcheck"] = [c for o in outs for c in o.encoding.get("geosr_selfcheck", ())]
     return result

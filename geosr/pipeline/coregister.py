@@ -21,7 +21,8 @@ from .flatmask import on_output_grid
 @dataclass(frozen=True)
 class Coregistered:
     """A run's inputs on the output grid. ``lr`` (h, w) float64 and ``hr_guide`` (bands, H, W) are dask
-    arrays, NaN = invalid; ``src`` is the source band as a DataArray (its attributes and nodata)."""
+    arrays, NaN = invalid; ``src`` is the source band as a DataArray (its attributes and nodata);
+    ``valid`` where the source has data (:func:`geosr.pipeline.inputs.valid_map`)."""
 
     src: object
     src_box: GeoBox
@@ -30,6 +31,7 @@ class Coregistered:
     lr: object
     hr_guide: object
     alignment: Alignment | None
+    valid: tuple
 
 
 def coregister(source, guide, spec) -> Coregistered:
@@ -73,7 +75,7 @@ def coregister(source, guide, spec) -> Coregistered:
     if spec.flat_mask is not None:  # masked after the alignment, which is measured on the whole guide
         is_flat = on_output_grid(spec.flat_mask, src, src_box, hr_box, spec.scale, hr_guide.chunks[1:])
         hr_guide = dsa.where(is_flat[None], np.nan, hr_guide).astype(hr_guide.dtype)
-    return Coregistered(src, src_box, hr_box, guides, lr, hr_guide, alignment)
+    return Coregistered(src, src_box, hr_box, guides, lr, hr_guide, alignment, valid)
 
 
 def guide_roles(n: int) -> list[str]:

@@ -121,7 +121,7 @@ def of_run(output, source, guide, spec):
     if spec.ensemble is not None:
         members = [output.data.astype(np.float32)]
         for k in range(1, int(spec.ensemble)):
-            member = spec.replace(quality=False, ensemble=None,
+            member = spec.replace(quality=False, ensemble=None, selfcheck=False,
                                   options={**spec.options, "seed": spec.seed + k, "progress": False})
             members.append(run(source, guide, member).data)
         data = da.concatenate([data, spread(members)[None]])

@@ -1,15 +1,17 @@
 """A georeferenced run, stage by stage; :func:`geosr.superresolve` builds the spec and calls it.
 
 co-register (:mod:`.coregister`) -> plan the tiles (:meth:`geosr.spec.RunSpec.planned`,
-:mod:`.plan`) -> train one network (scene mode, :mod:`.train`) -> fit the tiles, blend them and
-make the mosaic exact (:mod:`.tiling`) -> assemble the output DataArray (:mod:`.assemble`).
-Everything after the training is lazy.
+:mod:`.plan`) -> check the method one scale down (:mod:`geosr.methods.selfcheck`) -> train one
+network (scene mode, :mod:`.train`) -> fit the tiles, blend them and make the mosaic exact
+(:mod:`.tiling`) -> assemble the output DataArray (:mod:`.assemble`). Everything after the
+training is lazy.
 """
 from __future__ import annotations
 
 from ..runtime import provenance
 from ..runtime.checkpoint import Location, TileStore
 from ..runtime.cluster import current_client, gpu_resources
+from ..methods import selfcheck
 from . import assemble, tiling
 from .coregister import coregister, guide_roles
 from .inputs import data_bands
@@ -45,12 +47,32 @@ def _band(source, guide, spec, checkpoint, resume, overwrite, client):
     tags.update(provenance.software())
     tags.update(provenance.runtime(spec.options.get("device"), client, spec.seed))
     tags.update(input_tags)
+    check = _selfcheck(co, spec) if spec.selfcheck else None  # 3. the method one scale down, now
+    if check is not None:
+        tags.update(check.attrs())
+    elif spec.method != "bicubic":
+        tags["geosr_selfcheck"] = "off"
     resources = gpu_resources(client)
-    # 3. one network for the scene, now; 4-6. the tiles fitted, blended and made exact, lazily
+    # 4. one network for the scene, now; 5-7. the tiles fitted, blended and made exact, lazily
     model = train_scene(co.lr, co.hr_guide, spec, token, store, resources, client) if spec.mode == "scene" else None
     data = tiling.tiled(co.lr, co.hr_guide, spec.scale, spec.tile_size, spec.overlap, tiling.kernel(spec), spec.exact,
                         token, model, store, resources, spec.psf)
-    return assemble.output(data, source, co, spec, tags, input_files)  # 7. the georeferenced DataArray
+    out = assemble.output(data, source, co, spec, tags, input_files)  # 8. the georeferenced DataArray
+    out.encoding["geosr_selfcheck"] = [] if check is None else [check]
+    return out
+
+
+def _selfcheck(co, spec):
+    """:mod:`geosr.methods.selfcheck` on windows of the co-registered source and guide (only those are read)."""
+    import dask
+
+    s = spec.scale
+    found = selfcheck.windows(co.valid[0], s, co.valid[1], co.valid[2])
+    pieces = dask.compute(*[(co.lr[y:y + h, x:x + w], co.hr_guide[:, y * s:(y + h) * s, x * s:(x + w) * s])
+                            for y, x, h, w in found])
+    check = selfcheck.run(pieces, s, spec.method, spec.options, spec.exact, spec.psf)
+    check.warn()
+    return check
 
 
 def _bands(source, guide, spec, checkpoint, execution):
