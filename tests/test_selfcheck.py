@@ -1,6 +1,5 @@
 """The self-check (geosr.methods.selfcheck): the method one scale down on the user's own pair, scored
 against the source, on real data; its windows; its tags, warning and CLI line."""
-
 import numpy as np
 import pytest
 import rasterio
