@@ -28,7 +28,7 @@ from .pipeline import flatmask
 from .pipeline.plan import split
 
 MODES = ("auto", "scene", "tile")
-USES_GUIDE = ("mmsr", "cmsr", "guided")
+USES_GUIDE = ("mmsr", "cmsr", "guided", "regression")
 # Options that only some methods use: option -> (methods, why not elsewhere). The CLI refuses them
 # elsewhere; the Python API accepts them, so a loop can sweep methods with one set of options.
 APPLIES_TO = {

@@ -204,6 +204,13 @@ def _box(a, r):
 
 def local_linear_fit(p, g, radius: int = 1, eps: float = 1e-2) -> np.ndarray:
     """p (h, w) as a local linear function of the bands g (c, h, w): He et al.'s guided filter model."""
+    a, b = local_linear_coefficients(p, g, radius, eps)
+    return (a * g).sum(0) + b
+
+
+def local_linear_coefficients(p, g, radius: int = 1, eps: float = 1e-2) -> tuple[np.ndarray, np.ndarray]:
+    """(a (c, h, w), b (h, w)): p ~ sum(a * g) + b fitted by least squares in every (2 radius + 1)^2 window
+    (``eps`` a ridge on a), each averaged over the windows that hold the pixel."""
     c = g.shape[0]
     mg, mp = _box(g, radius), _box(p[None], radius)[0]
     cov_gp = _box(g * p[None], radius) - mg * mp
@@ -212,7 +219,7 @@ def local_linear_fit(p, g, radius: int = 1, eps: float = 1e-2) -> np.ndarray:
     a = np.linalg.solve(np.moveaxis(cov_gg, (0, 1), (-2, -1)) + eps * np.eye(c), np.moveaxis(cov_gp, 0, -1)[..., None])
     a = np.moveaxis(a[..., 0], -1, 0)
     b = mp - (a * mg).sum(0)
-    return (_box(a, radius) * g).sum(0) + _box(b[None], radius)[0]
+    return _box(a, radius), _box(b[None], radius)[0]
 
 
 # The fit's window is (2 * _RADIUS + 1) source cells on a side.

@@ -28,6 +28,13 @@ def _guided(pair, **options):
     return _call(guided_filter, pair, options)
 
 
+def _regression(pair, **options):
+    from .baselines import regression
+    _check_baseline_options(regression, options)
+    seed = options.get("seed")
+    return regression(pair, **_drop_common(options), seed=0 if seed is None else seed)
+
+
 def _drop_common(options):
     return {k: v for k, v in options.items() if k not in COMMON_OPTIONS}
 
@@ -69,7 +76,8 @@ def check_options(name: str, options: dict) -> None:
         return
     from . import baselines
 
-    _check_baseline_options({"bicubic": baselines.bicubic, "guided": baselines.guided_filter}[name], options)
+    _check_baseline_options({"bicubic": baselines.bicubic, "guided": baselines.guided_filter,
+                             "regression": baselines.regression}[name], options)
     if name == "guided":
         try:
             from cv2 import ximgproc  # noqa: F401
@@ -78,7 +86,7 @@ def check_options(name: str, options: dict) -> None:
                              "pip install 'geosr[guided]' (opencv-contrib-python-headless)") from None
 
 
-METHODS = {"mmsr": _mmsr, "cmsr": _cmsr, "bicubic": _bicubic, "guided": _guided}
+METHODS = {"mmsr": _mmsr, "cmsr": _cmsr, "bicubic": _bicubic, "guided": _guided, "regression": _regression}
 
 
 def get_method(name: str):
