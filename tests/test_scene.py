@@ -33,8 +33,9 @@ def case(fieldimager, tmp_path_factory):
 
 
 def run_scene(case, **kw):
-    """Scene mode at test size, without the alignment estimate (not tested here)."""
-    kw = {"epochs": STEPS, "channels": CHANNELS, "batch_size": BATCH, "tile_size": 52, "align": "none", **kw}
+    """Scene mode at test size, without the alignment estimate and the self-check (not tested here)."""
+    kw = {"epochs": STEPS, "channels": CHANNELS, "batch_size": BATCH, "tile_size": 52, "align": "none",
+          "selfcheck": False, **kw}
     return geosr.superresolve(case["source"], case["guide"], SCALE, mode="scene", **kw)
 
 
@@ -109,9 +110,10 @@ def test_lazy_training_draws_its_windows_from_the_lazy_arrays():
 
 
 def test_auto_mode_is_per_tile_for_one_tile_and_scene_for_more(case):
-    one = geosr.superresolve(case["source"], case["guide"], SCALE, align="none")
+    one = geosr.superresolve(case["source"], case["guide"], SCALE, align="none", selfcheck=False)
     assert len(one.chunks[0]) * len(one.chunks[1]) == 1 and one.attrs["geosr_mode"] == "tile"
-    many = geosr.superresolve(case["source"], case["guide"], SCALE, tile_size=52, epochs=1, align="none")
+    many = geosr.superresolve(case["source"], case["guide"], SCALE, tile_size=52, epochs=1, align="none",
+                              selfcheck=False)
     assert many.attrs["geosr_mode"] == "scene"
     assert geosr.superresolve(case["source"], case["guide"], SCALE, "bicubic", tile_size=52).attrs["geosr_mode"] == "tile"
     with pytest.raises(InputError, match="batch_size applies to mode='scene'"):
