@@ -30,19 +30,20 @@ def _guided(pair, **options):
 
 def _regression(pair, **options):
     from .baselines import regression
-    _check_baseline_options(regression, options)
-    seed = options.get("seed")
-    return regression(pair, **_drop_common(options), seed=0 if seed is None else seed)
+    return _call(regression, pair, options)
 
 
-def _drop_common(options):
-    return {k: v for k, v in options.items() if k not in COMMON_OPTIONS}
+def _drop_common(options, keep=()):
+    """The options without the common ones, except those in ``keep`` that are set (not None)."""
+    return {k: v for k, v in options.items() if k not in COMMON_OPTIONS or (k in keep and v is not None)}
 
 
 def _call(fn, pair, options):
-    """Call a baseline with its own options."""
+    """Call a baseline with its own options, and the common ones it declares (a seed, for one)."""
+    import inspect
+
     _check_baseline_options(fn, options)
-    return fn(pair, **_drop_common(options))
+    return fn(pair, **_drop_common(options, keep=inspect.signature(fn).parameters))
 
 
 def _check_baseline_options(fn, options):
@@ -53,7 +54,7 @@ def _check_baseline_options(fn, options):
     unknown = sorted(set(_drop_common(options)) - set(params))
     if unknown:
         raise InputError(f"unknown option(s) {unknown} for method {fn.__name__!r}; valid ones are "
-                         f"{params + list(COMMON_OPTIONS)}")
+                         f"{params + [o for o in COMMON_OPTIONS if o not in params]}")
 
 
 def check_options(name: str, options: dict) -> None:

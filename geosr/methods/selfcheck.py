@@ -80,7 +80,7 @@ class SelfCheck:
         if self.helps is False:
             import warnings
 
-            warnings.warn(self.message(), UserWarning, stacklevel=3)
+            warnings.warn(self.message(), UserWarning, stacklevel=4)
 
 
 def windows(valid, scale: int, row_edges=None, col_edges=None, side: int = SIDE) -> list[tuple[int, int, int, int]]:
@@ -128,8 +128,21 @@ def errors(source, guide, scale: int, method: str, options: dict, exact: bool, p
             int(ok.sum()))
 
 
+def slices(found, scale: int) -> list[tuple[tuple, tuple]]:
+    """(source index, guide index) of each of :func:`windows`' windows, for arrays (h, w) and (c, H, W)."""
+    return [((slice(y, y + h), slice(x, x + w)), (slice(None), slice(y * scale, (y + h) * scale),
+                                                  slice(x * scale, (x + w) * scale))) for y, x, h, w in found]
+
+
 def run(pieces, scale: int, method: str, options: dict, exact: bool, psf) -> SelfCheck:
-    """The check over ``pieces``, an iterable of (source window, guide window) as :func:`errors` takes them."""
+    """The check over ``pieces``, an iterable of (source window, guide window) as :func:`errors` takes them,
+    with a warning where the method did not beat bicubic."""
+    check = _scored(pieces, scale, method, options, exact, psf)
+    check.warn()
+    return check
+
+
+def _scored(pieces, scale, method, options, exact, psf) -> SelfCheck:
     sq, sq_bicubic, pixels, used = 0.0, 0.0, 0, 0
     for source, guide in pieces:
         e, e_bicubic, n = errors(source, guide, scale, method, options, exact, psf)
@@ -150,10 +163,6 @@ def skipped(method: str, scale: int, why: str) -> SelfCheck:
 def of_pair(pair, method: str, options: dict, exact: bool) -> SelfCheck:
     """The check on a prepared :class:`geosr.core.pair.Pair` (its guide aligned and masked as the run's),
     with a warning where the guide did not help."""
-    s = pair.scale
     guide = pair.guide_with_gaps()
-    pieces = ((pair.source[y:y + h, x:x + w], guide[:, y * s:(y + h) * s, x * s:(x + w) * s])
-              for y, x, h, w in windows(pair.source_valid, s))
-    check = run(pieces, s, method, options, exact, pair.psf)
-    check.warn()
-    return check
+    pieces = ((pair.source[a], guide[b]) for a, b in slices(windows(pair.source_valid, pair.scale), pair.scale))
+    return run(pieces, pair.scale, method, options, exact, pair.psf)

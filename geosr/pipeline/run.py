@@ -66,13 +66,9 @@ def _selfcheck(co, spec):
     """:mod:`geosr.methods.selfcheck` on windows of the co-registered source and guide (only those are read)."""
     import dask
 
-    s = spec.scale
-    found = selfcheck.windows(co.valid[0], s, co.valid[1], co.valid[2])
-    pieces = dask.compute(*[(co.lr[y:y + h, x:x + w], co.hr_guide[:, y * s:(y + h) * s, x * s:(x + w) * s])
-                            for y, x, h, w in found])
-    check = selfcheck.run(pieces, s, spec.method, spec.options, spec.exact, spec.psf)
-    check.warn()
-    return check
+    found = selfcheck.windows(co.valid[0], spec.scale, co.valid[1], co.valid[2])
+    pieces = dask.compute(*[(co.lr[a], co.hr_guide[b]) for a, b in selfcheck.slices(found, spec.scale)])
+    return selfcheck.run(pieces, spec.scale, spec.method, spec.options, spec.exact, spec.psf)
 
 
 def _bands(source, guide, spec, checkpoint, execution):
