@@ -60,8 +60,10 @@ def superresolve_array(source, guide, scale=RunSpec.scale, method: str = RunSpec
         :mod:`geosr.core.backprojection` says why wider ones are only approached).
     psf, psf_sigma : the sensor model that turns the output into the source, used by the
         cycle loss and by ``exact`` (:mod:`geosr.core.psf`): "area" (default, the paper's
-        avg-pool: cell means) or "gaussian" with ``psf_sigma`` LR pixels (default 0.5), for
-        sensors whose optics blur across neighbouring cells.
+        avg-pool: cell means), "gaussian" with ``psf_sigma`` LR pixels (default 0.5), for
+        sensors whose optics blur across neighbouring cells, or "auto": estimated from the
+        pair after the alignment (:func:`geosr.core.psf.estimate`; the choice is in the
+        info's ``details["psf"]``).
     align : "shift" (default), "affine" or "none". Before the fit, estimate how far the
         guide is displaced from the source and resample the guide to remove it
         (:mod:`geosr.core.align`; sign convention there). The estimate is in the info's
@@ -95,16 +97,18 @@ def superresolve_array(source, guide, scale=RunSpec.scale, method: str = RunSpec
     """
     spec = RunSpec.build(scale=scale, method=method, **settings)
     t0 = time.perf_counter()
-    pair, alignment = prepare(source, guide, spec.scale, mask=mask, feather=spec.feather, psf=spec.psf,
-                              align=spec.align, flat_mask=flat_mask, frame=frame)
+    pair, alignment, sensor = prepare(source, guide, spec.scale, mask=mask, feather=spec.feather, psf=spec.psf,
+                                      align=spec.align, flat_mask=flat_mask, frame=frame)
     check = selfcheck.of_pair(pair, spec.method, spec.options, spec.exact) if spec.selfcheck else None
     out, details = run_pair(pair, spec.method, spec.options, spec.exact)
     if not return_info:
         return out
     if alignment is not None:
         details = {**details, "alignment": alignment.attrs()}
+    if sensor is not None:
+        details = {**details, "psf": {"geosr_psf": pair.psf.kind, "geosr_psf_sigma": pair.psf.sigma, **sensor.attrs()}}
     info = SRInfo(method=spec.method, scale=pair.scale, exact=spec.exact,
-                  residual=cycle_residual(out, pair.source, pair.scale, pair.source_valid, spec.psf),
+                  residual=cycle_residual(out, pair.source, pair.scale, pair.source_valid, pair.psf),
                   seconds=time.perf_counter() - t0, details=details, selfcheck=check)
     return out, info
 

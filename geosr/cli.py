@@ -17,7 +17,7 @@ import click
 
 from ._version import __version__
 from .core.align import ALIGNMENTS
-from .core.psf import KINDS
+from .core.psf import CHOICES as PSF_CHOICES
 from .errors import InputError
 from .methods import METHODS
 from .methods.mmsr import DEFAULT_PRESET, DEFAULT_SCENE_PRESET, PRESETS
@@ -135,10 +135,10 @@ Examples:
                    "or a raster (nonzero = flat) or GeoJSON file of polygons.")
 @click.option("--exact/--no-exact", default=RunSpec.exact, show_default=True,
               help="Keep every source cell's mean (back-projection); with --psf gaussian, the Gaussian model.")
-@click.option("--psf", type=click.Choice(KINDS), default=RunSpec.psf, show_default=True,
+@click.option("--psf", type=click.Choice(PSF_CHOICES), default=RunSpec.psf, show_default=True,
               help="Sensor model linking output and source, used by the loss and by --exact: area = the cell mean "
                    "(the paper's), gaussian = a Gaussian blur of --psf-sigma source pixels (optics that blur "
-                   "across cells).")
+                   "across cells), auto = estimated from the pair (area or a sigma; written to the tags).")
 @click.option("--psf-sigma", type=float, default=None,
               help="Standard deviation of the gaussian PSF in source pixels (default 0.5).")
 @click.option("--quality", "quality", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -280,6 +280,8 @@ def _run(source, guides, output, spec, bounds, cog, creation_options, overwrite,
         raise InputError(f"--resume: there is no checkpoint of an interrupted run at {checkpoint}; "
                          "run without --resume")
     result = run(src, guide, spec, checkpoint, resume=resume, overwrite=overwrite and not resume, client=client)
+    if not quiet and "geosr_psf_estimate" in result.attrs:
+        click.echo(f"sensor model: {result.attrs['geosr_psf_estimate']}", err=True)
     if not quiet:  # a check that found no help is a warning already
         for check in result.encoding.get("geosr_selfcheck", ()):
             if check.helps is not False:

@@ -141,3 +141,120 @@ def test_tiled_gaussian_run_from_the_cli_keeps_the_model_across_tiles(fieldimage
     res = CliRunner().invoke(main, ["upsample", source, str(ortho), "--scale", "4", "--psf", "area", "--psf-sigma",
                                     "0.5", "-o", str(tmp_path / "x.tif")])
     assert res.exit_code != 0 and "applies to psf='gaussian'" in res.output
+
+
+# psf="auto": the sensor model estimated from the pair
+
+def _scipy_gaussian_sensor(truth, scale, sigma=0.5, noise=0.01):
+    """A Gaussian sensor written with scipy, not geosr's model (benchmarks/quality.py's): blur of ``sigma``
+    LR px sampled at each cell centre, plus white noise of ``noise`` x the truth's std."""
+    from scipy import ndimage
+
+    blurred = ndimage.gaussian_filter(truth, sigma * scale, mode="reflect")
+    c = scale // 2
+    rows = [c - 1, c] if scale % 2 == 0 else [c]
+    h, w = truth.shape[0] // scale, truth.shape[1] // scale
+    lr = blurred[: h * scale, : w * scale].reshape(h, scale, w, scale)[:, rows][:, :, :, rows].mean(axis=(1, 3))
+    return lr + np.random.default_rng(0).normal(0.0, noise * truth.std(), lr.shape)
+
+
+def test_auto_tells_a_gaussian_sensor_from_cell_means(depth_pairs):
+    """On the real depth maps x4 (256 x 256): sigma within 0.15 of the truth where a Gaussian sensor
+    made the source, area where it is the cell mean (no fit: the estimate alone)."""
+    from geosr.core.psf import estimate
+
+    target, guide = depth_pairs
+    for i in range(3):
+        truth = target[i].astype(np.float64)
+        blurred = estimate(_scipy_gaussian_sensor(truth, 4), guide[i], 4).psf
+        assert blurred.kind == "gaussian" and abs(blurred.sigma - 0.5) <= 0.15, (i, blurred)  # measured 0.40
+        assert estimate(avg_pool(truth, 4), guide[i], 4).psf.kind == "area", i
+
+
+def test_auto_from_the_cli_estimates_writes_and_reuses_the_model(fieldimager, tmp_path):
+    """The real drone DSM x4 (256 x 256 px under the orthophoto, which geosr warps and aligns): cell means
+    are read as area, a Gaussian sensor as a Gaussian; the estimate is printed and in the tags, the run
+    uses it (exact keeps that model), and a spec rebuilt from the tags has it."""
+    from rasterio.windows import Window
+
+    from conftest import degrade as average
+    from geosr.core.psf import PSF
+    from geosr.spec import RunSpec
+
+    dsm, ortho = fieldimager
+    win = Window(100, 100, 256, 256)
+    cell_means, truth = average(dsm, tmp_path / "means.tif", 4, win)
+    with rasterio.open(cell_means) as r:
+        crs, transform = r.crs, r.transform
+    blurred = write_tif(tmp_path / "blurred.tif", _scipy_gaussian_sensor(truth, 4).astype(np.float32), crs, transform)
+    found = {}
+    for name, source in (("means", cell_means), ("blurred", blurred)):
+        out = tmp_path / f"{name}_x4.tif"
+        res = CliRunner().invoke(main, ["upsample", str(source), str(ortho), "--scale", "4", "--method", "regression",
+                                        "--psf", "auto", "-o", str(out)])
+        assert res.exit_code == 0, res.output
+        with rasterio.open(out) as r:
+            tags, o = r.tags(), r.read(1).astype(np.float64)
+        with rasterio.open(source) as r:
+            src = np.where(r.read(1) > -1e30, r.read(1), np.nan).astype(np.float64)
+        assert f"sensor model: {tags['geosr_psf_estimate']}" in res.output
+        psf = RunSpec.from_tags(tags).psf
+        assert tags["geosr_psf"] == psf.kind and "geosr_psf_estimate_residuals" in tags
+        seen = degrade(o, 4, psf)
+        ok = np.isfinite(seen) & np.isfinite(src)
+        assert np.abs(seen - src)[ok].max() < 1e-3  # heights ~275 m: exact under the model chosen
+        found[name] = psf
+    assert found["means"] == PSF("area")
+    assert found["blurred"].kind == "gaussian" and abs(found["blurred"].sigma - 0.5) <= 0.15  # measured 0.45
+
+
+def test_auto_on_a_pair_too_small_falls_back_to_area_with_a_warning(gaussian_sensor_pair):
+    truth, _, guide = gaussian_sensor_pair
+    tiny = avg_pool(truth[:32, :32], 4)  # 8 x 8 cells: too few to tell a blur
+    with pytest.warns(UserWarning, match=r"psf='auto' skipped: too few valid source cells"):
+        out, info = geosr.superresolve_array(tiny, guide[:, :32, :32], 4, "bicubic", psf="auto", return_info=True)
+    assert info.details["psf"]["geosr_psf"] == "area"
+    assert info.details["psf"]["geosr_psf_estimate"].startswith("area: psf='auto' skipped: too few")
+    assert np.abs(avg_pool(out.astype(np.float64), 4) - tiny).max() < 1e-4
+
+
+def test_auto_takes_no_sigma():
+    with pytest.raises(InputError, match=r"psf='auto' estimates sigma from the pair"):
+        psf_from("auto", 0.5)
+
+
+def test_point_model_keeps_each_cell_centre(dsm_crop):
+    """psf="point": the output at each cell's centre (the central pixel at x3, the central 2 x 2 at x4)
+    equals the source, where "area" keeps the cell mean instead."""
+    hr = dsm_crop[:48, :48].astype(np.float64)
+    for scale in (3, 4):
+        n, c = 48 // scale, slice(scale // 2 - 1, scale // 2 + 1)
+        source = hr[1::3, 1::3] if scale == 3 else hr.reshape(n, scale, n, scale)[:, c, :, c].mean(axis=(1, 3))
+        guide = np.stack([hr] * 3).astype(np.float32)
+        out = geosr.superresolve_array(source, guide, scale, "bicubic", psf="point").astype(np.float64)
+        np.testing.assert_allclose(degrade(out, scale, psf_from("point")), source, rtol=0, atol=1e-4)
+        if scale == 3:
+            np.testing.assert_allclose(out[1::3, 1::3], source, rtol=0, atol=1e-4)
+        assert np.abs(avg_pool(out, scale) - source).max() > 1e-3  # not the cell mean
+
+
+def test_a_source_tagged_point_gets_the_point_model(small_files, tmp_path):
+    """A GeoTIFF tagged AREA_OR_POINT=Point (the drone DSM's cells, retagged): the run says it uses the point
+    model, writes it to the tags, and keeps each cell-centre value; the output keeps the tag."""
+    with rasterio.open(small_files["source"]) as r:
+        profile, values = r.profile, r.read()
+    point = tmp_path / "point.tif"
+    with rasterio.open(point, "w", **profile) as dst:
+        dst.write(values)
+        dst.update_tags(AREA_OR_POINT="Point")
+    out = tmp_path / "out.tif"
+    with pytest.warns(UserWarning, match=r"psf='area' replaced by psf='point': the source is tagged AREA_OR_POINT"):
+        res = CliRunner().invoke(main, ["upsample", str(point), str(small_files["guide"]), "--scale", "4",
+                                        "--method", "regression", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "sensor model: point: the source is tagged AREA_OR_POINT=Point" in res.output
+    with rasterio.open(out) as r:
+        tags, o = r.tags(), r.read(1).astype(np.float64)
+    assert tags["geosr_psf"] == "point" and tags["AREA_OR_POINT"] == "Point"
+    assert tags["geosr_psf_estimate"].startswith("point: the source is tagged AREA_OR_POINT=Point")
+    np.testing.assert_allclose(degrade(o, 4, psf_from("point")), values[0], rtol=0, atol=1e-3)

@@ -51,7 +51,7 @@ def test_the_shared_depth_fit_carries_its_check_and_the_check_follows_the_protoc
 def test_a_guide_unrelated_to_the_source_is_flagged(depth_crop):
     """Noise as the guide, 50 epochs: one scale down the method does worse than bicubic, and says so."""
     _, src, _ = depth_crop
-    pair, _ = prepare(src, np.random.default_rng(0).normal(size=(3, 128, 128)), 4)
+    pair, _, _ = prepare(src, np.random.default_rng(0).normal(size=(3, 128, 128)), 4)
     with pytest.warns(UserWarning, match="did not beat bicubic at that scale.*--align affine.*--psf"):
         check = selfcheck.of_pair(pair, "mmsr", {"epochs": 50, "progress": False}, exact=False)
     assert check.helps is False and check.ratio > 1

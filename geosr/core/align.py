@@ -45,6 +45,8 @@ ALIGNMENTS = ("none", "shift", "affine")
 DEFAULT_ALIGN = "shift"
 # The estimate is made on at most this many output pixels per side, taken around the centre.
 MAX_SIDE = 512
+# The local linear fit's window is (2 * FIT_RADIUS + 1) source cells on a side.
+FIT_RADIUS = 1
 
 
 class CannotEstimate(InputError):
@@ -165,19 +167,32 @@ def estimate(source, guide, scale: int, kind: str = "shift", source_valid=None, 
     if valid.sum() < 16 or g_valid.mean() < 0.05:
         raise CannotEstimate("too few valid pixels shared by source and guide to estimate their alignment")
     reach = max(8, 2 * scale) if reach is None else int(reach)
-    p = fill_nearest(np.where(valid, src, 0.0), valid)
-    p = (p - p[valid].mean()) / (p[valid].std() or 1.0)
-    mean, std = guide_statistics(g, g_valid)
-    bands = principal_bands(np.stack([fill_nearest(np.where(g_valid, (b - m) / sd, 0.0), g_valid)
-                                      for b, m, sd in zip(g, mean, std)]), 3)
+    p, bands = fit_inputs(src, valid, g, g_valid)
     cells = valid & (avg_pool(g_valid.astype(np.float64), scale) == 1.0)
     # Cells whose fit window could see past the guide's edge once it is moved are not scored.
-    cells = ndimage.binary_erosion(cells, iterations=_RADIUS + -(-reach // scale), border_value=0)
+    cells = ndimage.binary_erosion(cells, iterations=FIT_RADIUS + -(-reach // scale), border_value=0)
     if cells.sum() < 16:
         raise CannotEstimate("the valid overlap of source and guide is too small to estimate their alignment "
                              f"(it needs a margin of {reach} output pixels beyond 3 x 3 source cells)")
     matrix, score = _search(p, bands, cells.astype(np.float64), kind, scale, reach)
     return Alignment(kind, matrix, (ww * scale / 2, wh * scale / 2), score).moved(x0 * scale, y0 * scale)
+
+
+def fit_inputs(src, valid, g, g_valid) -> tuple[np.ndarray, np.ndarray]:
+    """What the local linear fit compares: the source with its gaps filled, standardised, and at most 3
+    principal bands of the standardised guide, gaps filled (``valid``, ``g_valid``: where each has data)."""
+    p = fill_nearest(np.where(valid, src, 0.0), valid)
+    p = (p - p[valid].mean()) / (p[valid].std() or 1.0)
+    mean, std = guide_statistics(g, g_valid)
+    bands = principal_bands(np.stack([fill_nearest(np.where(g_valid, (b - m) / sd, 0.0), g_valid)
+                                      for b, m, sd in zip(g, mean, std)]), 3)
+    return p, bands
+
+
+def fit_residual(p, lr_bands, cells) -> float:
+    """The mean absolute residual over ``cells`` of ``p`` fitted as a local linear function of ``lr_bands``
+    (the guide brought to the source grid): how well the guide explains the source."""
+    return float((cells * np.abs(p - local_linear_fit(p, lr_bands, FIT_RADIUS))).sum() / cells.sum())
 
 
 def window_of(valid, side, row_edges=None, col_edges=None):
@@ -222,9 +237,6 @@ def local_linear_coefficients(p, g, radius: int = 1, eps: float = 1e-2) -> tuple
     return _box(a, radius), _box(b[None], radius)[0]
 
 
-# The fit's window is (2 * _RADIUS + 1) source cells on a side.
-_RADIUS = 1
-
 
 def _warp(img, params, half):
     """img sampled at the displaced positions: p + t + L (p - centre) / half (bilinear)."""
@@ -265,7 +277,7 @@ def _search(p, bands, cells, kind, scale, reach):
             moved = np.stack([_warp(b, params, half) for b in bands])
         else:
             moved = _shifted(bands, params[1], params[0])
-        return float((cells * np.abs(p - local_linear_fit(p, avg_pool(moved, scale), _RADIUS))).sum() / cells.sum())
+        return fit_residual(p, avg_pool(moved, scale), cells)
 
     best, span = np.zeros(6), reach
     for step in (2, 1, 0.5, 0.25, 0.125):

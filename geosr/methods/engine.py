@@ -14,7 +14,7 @@ import numpy as np
 from ..core.align import Alignment, estimate_or_skip
 from ..core.backprojection import back_project
 from ..core.pair import FRAME, blend, prepare_pair
-from ..core.psf import AREA
+from ..core.psf import AREA, estimate_or_area
 from ..core.sampling import repeat_cells
 from ..core.warp import displace
 from ..errors import InputError
@@ -40,8 +40,9 @@ def run_pair(pair, method: str, options: dict, exact: bool, model=None) -> tuple
 def prepare(source, guide, scale: int, *, mask=None, feather=None, psf=AREA, align="none", flat_mask=None,
             frame=FRAME):
     """The :class:`geosr.core.pair.Pair` of a user's arrays, with the guide's displacement measured
-    (``align``: a kind, or an :class:`Alignment` to apply) and removed, then the flat mask applied.
-    Returns (pair, alignment or None)."""
+    (``align``: a kind, or an :class:`Alignment` to apply) and removed, the sensor model estimated
+    where ``psf`` is ``auto`` (:func:`geosr.core.psf.estimate`), then the flat mask applied.
+    Returns (pair, alignment or None, :class:`geosr.core.psf.Estimate` or None)."""
     pair = prepare_pair(source, guide, scale, mask=mask, feather=feather, psf=psf)
     flat = array_mask(flat_mask, pair.source.shape, pair.scale)
     alignment = align if isinstance(align, Alignment) else None
@@ -52,10 +53,14 @@ def prepare(source, guide, scale: int, *, mask=None, feather=None, psf=AREA, ali
     if alignment is not None:
         guide = displace(guide_with_gaps, alignment)
         pair = prepare_pair(source, guide, scale, mask=mask, feather=feather, psf=psf)
+    sensor = None
+    if psf.kind == "auto":  # on the aligned guide, before the flat mask, as the alignment
+        sensor = estimate_or_area(pair.source, pair.guide_with_gaps(), pair.scale, pair.source_valid)
+        pair.psf = sensor.psf
     if flat is not None and flat.any():  # after the alignment, which needs the whole guide
-        pair = prepare_pair(source, _without(guide, flat), scale, mask=mask, feather=feather, psf=psf)
+        pair = prepare_pair(source, _without(guide, flat), scale, mask=mask, feather=feather, psf=pair.psf)
     pair.frame = tuple(frame)
-    return pair, alignment
+    return pair, alignment, sensor
 
 
 def _without(guide, flat: np.ndarray) -> np.ndarray:

@@ -2,8 +2,11 @@
 
 The output grid is the source grid refined by the scale (:func:`geosr.pipeline.grid.output_grid`).
 Each guide is warped onto it once (:mod:`geosr.core.warp`), with the displacement measured
-against the source removed in that same warp, and the flat mask (:mod:`geosr.pipeline.flatmask`)
-blanks the guide where the ground is flat. Nothing here reads more than a window of the inputs.
+against the source removed in that same warp; with ``psf="auto"`` the sensor model is estimated
+on the aligned guide (:func:`geosr.core.psf.estimate`), a source tagged ``AREA_OR_POINT=Point``
+gets the point model, and the flat mask
+(:mod:`geosr.pipeline.flatmask`) blanks the guide where the ground is flat. Nothing here reads
+more than a window of the inputs.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import numpy as np
 from odc.geo.geobox import GeoBox
 
 from ..core.align import MAX_SIDE, Alignment, estimate_or_skip, window_of
+from ..core.psf import Estimate, estimate_or_area, for_point_samples
 from ..errors import InputError
 from . import grid, inputs
 from .flatmask import on_output_grid
@@ -22,7 +26,9 @@ from .flatmask import on_output_grid
 class Coregistered:
     """A run's inputs on the output grid. ``lr`` (h, w) float64 and ``hr_guide`` (bands, H, W) are dask
     arrays, NaN = invalid; ``src`` is the source band as a DataArray (its attributes and nodata);
-    ``valid`` where the source has data (:func:`geosr.pipeline.inputs.valid_map`)."""
+    ``valid`` where the source has data (:func:`geosr.pipeline.inputs.valid_map`); ``sensor`` the
+    sensor model settled here: the estimate of ``psf="auto"``, or the point model of a source tagged
+    ``AREA_OR_POINT=Point`` (None where the spec's model stands)."""
 
     src: object
     src_box: GeoBox
@@ -32,6 +38,11 @@ class Coregistered:
     hr_guide: object
     alignment: Alignment | None
     valid: tuple
+    sensor: Estimate | None = None
+
+    def settled(self, spec):
+        """``spec`` with the sensor model settled here (``psf="auto"`` estimated, or point samples)."""
+        return spec if self.sensor is None else spec.replace(psf=self.sensor.psf)
 
 
 def coregister(source, guide, spec) -> Coregistered:
@@ -68,6 +79,12 @@ def coregister(source, guide, spec) -> Coregistered:
     if alignment is not None:
         stacked = [grid.onto_grid(g, g_box, hr_box, spec.resampling, displacement=alignment.matrix)
                    for g, g_box in prepared]
+    sensor = None
+    if str(src.attrs.get("AREA_OR_POINT", "")).lower() == "point":
+        sensor = for_point_samples(spec.psf)
+    elif spec.psf.kind == "auto":  # on the aligned guide, before the flat mask, as the alignment
+        window, guide_window, _ = _window(source, spec, valid, stacked)
+        sensor = estimate_or_area(window, guide_window, spec.scale)
 
     lr = src.data if isinstance(src.data, dsa.Array) else dsa.from_array(src.data)
     hr_guide = dsa.concatenate([g.data if isinstance(g.data, dsa.Array) else dsa.from_array(g.data)
@@ -75,7 +92,7 @@ def coregister(source, guide, spec) -> Coregistered:
     if spec.flat_mask is not None:  # masked after the alignment, which is measured on the whole guide
         is_flat = on_output_grid(spec.flat_mask, src, src_box, hr_box, spec.scale, hr_guide.chunks[1:])
         hr_guide = dsa.where(is_flat[None], np.nan, hr_guide).astype(hr_guide.dtype)
-    return Coregistered(src, src_box, hr_box, guides, lr, hr_guide, alignment, valid)
+    return Coregistered(src, src_box, hr_box, guides, lr, hr_guide, alignment, valid, sensor)
 
 
 def guide_roles(n: int) -> list[str]:
@@ -84,8 +101,16 @@ def guide_roles(n: int) -> list[str]:
 
 
 def _estimate_alignment(source, spec, valid, stacked):
-    """The guide's displacement, estimated on a window at the centre of the source's valid area
-    (``valid``: :func:`geosr.pipeline.inputs.valid_map`); only that window of source and guide is read."""
+    """The guide's displacement, estimated on :func:`_window`."""
+    lr, guides, (y0, x0) = _window(source, spec, valid, stacked)
+    found = estimate_or_skip(lr, guides, spec.scale, spec.align)
+    return None if found is None else found.moved(x0 * spec.scale, y0 * spec.scale)
+
+
+def _window(source, spec, valid, stacked):
+    """(source band (h, w), guide bands (c, h * scale, w * scale), (y0, x0)) of the window at the centre of
+    the source's valid area (``valid``: :func:`geosr.pipeline.inputs.valid_map`) where the alignment and the
+    sensor model are estimated; only that window of source and guide is read."""
     import dask
 
     scale = spec.scale
@@ -95,6 +120,4 @@ def _estimate_alignment(source, spec, valid, stacked):
                                 spec.src_nodata)
     rows, cols = slice(y0 * scale, (y0 + h) * scale), slice(x0 * scale, (x0 + w) * scale)
     lr, *guides = dask.compute(window.data, *[g.data[:, rows, cols] for g in stacked])
-    found = estimate_or_skip(np.asarray(lr, np.float64), np.concatenate([np.asarray(g) for g in guides]), scale,
-                             spec.align)
-    return None if found is None else found.moved(x0 * scale, y0 * scale)
+    return np.asarray(lr, np.float64), np.concatenate([np.asarray(g) for g in guides]), (y0, x0)

@@ -105,6 +105,7 @@ def of_run(output, source, guide, spec):
     if isinstance(found, Alignment) and spec.align in ("shift", "affine"):
         spec = spec.replace(align=found)
     co = coregister(source, guide, spec)
+    spec = co.settled(spec)
     hr_box = co.hr_box
     if tuple(output.shape[-2:]) != tuple(hr_box.shape) or output.rio.transform() != hr_box.affine:
         raise InputError(f"the output ({output.shape[-2]} x {output.shape[-1]} px, transform "

@@ -31,9 +31,11 @@ def run(source, guide, spec, checkpoint=None, resume: bool = False, overwrite: b
 
 def _band(source, guide, spec, checkpoint, resume, overwrite, client):
     co = coregister(source, guide, spec)  # 1. the inputs on the output grid
-    spec = spec.planned(co.src.shape)  # 2. tile size, halo and mode for this raster
+    spec = co.settled(spec).planned(co.src.shape)  # 2. the sensor model; tile size, halo and mode for this raster
     token = spec.token(co.lr, co.hr_guide, co.alignment)
     tags = spec.tags(co.alignment, co.hr_box.affine)
+    if co.sensor is not None:
+        tags.update(co.sensor.attrs())
     flat_checksums = None if spec.flat_mask is None else spec.flat_mask.checksums
     checksums, input_tags, input_files = provenance.inputs([source, *co.guides], ["source", *guide_roles(len(co.guides))],
                                                            flat_checksums)
