@@ -1,4 +1,5 @@
-"""CMSR against bicubic on every real pair with a truth (../shared/data), at CMSR's defaults.
+"""CMSR (and the regression baseline) against bicubic on every real pair with a truth (../shared/data),
+at CMSR's defaults.
 
 The LR source is the truth averaged over scale x scale cells (the published protocol):
   depth, vhm    pixtransform pairs 0-2 (256 x 256), array API;
@@ -14,6 +15,7 @@ bicubic's RMSE on the same case. Cases too small for a scale are skipped.
     python benchmarks/cmsr.py                                    # x4, every case
     python benchmarks/cmsr.py --cases depth --scales 4 8 --images 0
     python benchmarks/cmsr.py --cases fieldimager --set crop=96 --set steps=1200
+    python benchmarks/cmsr.py --scales 4 8 --methods regression   # the baseline alone, seconds
 """
 from __future__ import annotations
 
@@ -65,7 +67,8 @@ def cases(names, scales, images):
 
 def _array_run(geosr, src, guide, s, truth):
     def run(method, **options):
-        return geosr.superresolve_array(src, guide, s, method, align="none", progress=False, **options), truth
+        return geosr.superresolve_array(src, guide, s, method, align="none", progress=False, selfcheck=False,
+                                         **options), truth
     return run
 
 
@@ -81,7 +84,7 @@ def _geo_run(geosr, s):
 
     def run(method, **options):
         out = geosr.superresolve(geosr.open_raster(str(src_path)), geosr.open_raster(ortho), s, method,
-                                 align="none", progress=False, **options)
+                                 align="none", progress=False, selfcheck=False, **options)
         return out.values.astype(np.float64), truth
     return run
 
@@ -105,6 +108,8 @@ def main():
     ap.add_argument("--images", nargs="+", type=int, default=[0, 1, 2, 3], help="pixtransform has 0-2, plots 0-3")
     ap.add_argument("--seeds", nargs="+", type=int, default=[0], help="CMSR's RMSE is the mean over these seeds")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a CMSR option (repeatable)")
+    ap.add_argument("--methods", nargs="+", default=["cmsr", "regression"],
+                    help="methods beside bicubic: cmsr, and baselines such as regression")
     a = ap.parse_args()
     options = {k: _value(v) for k, v in (kv.split("=", 1) for kv in a.set)}
 
@@ -115,26 +120,30 @@ def main():
     print(f"# geosr {geosr.__version__} from {Path(geosr.__file__).parent}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
           f"{time.strftime('%Y-%m-%d')}; cmsr options {options or 'default'}, seeds {a.seeds}\n")
-    print("| case | scale | image | bicubic | bicubic exact | cmsr | x bicubic | x bicubic exact | cmsr s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| case | scale | image | bicubic | bicubic exact | " + " | ".join(
+        f"{m} | x bicubic | x bicubic exact | {m} s" for m in a.methods) + " |")
+    print("|---|---|---|---|---|" + "---|---|---|---|" * len(a.methods))
     ratios = {}
     for name, s, image, run in cases(a.cases, a.scales, a.images):
         bic = _rmse(*run("bicubic", exact=False))
         bic_exact = _rmse(*run("bicubic"))
-        t0 = time.perf_counter()
-        try:
-            err = float(np.mean([_rmse(*run("cmsr", seed=seed, **options)) for seed in a.seeds]))
-        except Exception as e:  # noqa: BLE001 - a failing fit is a result of this benchmark
-            print(f"| {name} | x{s} | {image} | {bic:.4g} | {bic_exact:.4g} | fails: {type(e).__name__} | | | |",
-                  flush=True)
-            continue
-        sec = (time.perf_counter() - t0) / len(a.seeds)
-        ratios.setdefault((name, s), []).append(err / bic)
-        print(f"| {name} | x{s} | {image} | {bic:.4g} | {bic_exact:.4g} | {err:.4g} | {err / bic:.3f} | "
-              f"{err / bic_exact:.3f} | {sec:.0f} |", flush=True)
-    print("\n| case | scale | mean x bicubic | worst x bicubic |\n|---|---|---|---|")
-    for (name, s), r in ratios.items():
-        print(f"| {name} | x{s} | {np.mean(r):.3f} | {max(r):.3f} |")
+        cells = [name, f"x{s}", str(image), f"{bic:.4g}", f"{bic_exact:.4g}"]
+        for m in a.methods:
+            t0 = time.perf_counter()
+            seeds = a.seeds if m == "cmsr" else [None]
+            try:
+                err = float(np.mean([_rmse(*run(m, **({"seed": seed, **options} if m == "cmsr" else {})))
+                                     for seed in seeds]))
+            except Exception as e:  # noqa: BLE001 - a failing fit is a result of this benchmark
+                cells += [f"fails: {type(e).__name__}", "", "", ""]
+                continue
+            sec = (time.perf_counter() - t0) / len(seeds)
+            ratios.setdefault((name, s, m), []).append(err / bic)
+            cells += [f"{err:.4g}", f"{err / bic:.3f}", f"{err / bic_exact:.3f}", f"{sec:.0f}"]
+        print("| " + " | ".join(cells) + " |", flush=True)
+    print("\n| case | scale | method | mean x bicubic | worst x bicubic |\n|---|---|---|---|---|")
+    for (name, s, m), r in ratios.items():
+        print(f"| {name} | x{s} | {m} | {np.mean(r):.3f} | {max(r):.3f} |")
 
 
 if __name__ == "__main__":

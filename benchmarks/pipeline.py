@@ -15,6 +15,7 @@ Cases (each runs in its own process, so its peak resident memory is its own):
     python benchmarks/pipeline.py                         # all cases, default settings
     python benchmarks/pipeline.py --cases s2-scene --epochs 50
     python benchmarks/pipeline.py --cases s2-wald --mode tile
+    python benchmarks/pipeline.py --cases fieldimager s2-wald --methods bicubic regression
 """
 from __future__ import annotations
 
@@ -153,6 +154,8 @@ def main():
     p.add_argument("--device", default=None, help="torch device (default: CUDA if available)")
     p.add_argument("--amp", action="store_true", help="bfloat16 mixed precision (CUDA)")
     p.add_argument("--channels", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--methods", nargs="+", default=["bicubic", "regression", "mmsr"],
+                   help="methods for the cases with a truth (bicubic first: the reference); the others run mmsr")
     p.add_argument("--one", nargs=2, metavar=("CASE", "METHOD"), help=argparse.SUPPRESS)
     args = p.parse_args()
     options = {k: v for k, v in (("epochs", args.epochs), ("mode", args.mode), ("batch_size", args.batch_size),
@@ -166,7 +169,7 @@ def main():
           f"{'RMSE':>10s} {'x bicubic':>9s}")
     for name in args.cases:
         rows = {}
-        for method in (("bicubic", "mmsr") if name in ("fieldimager", "s2-wald") else ("mmsr",)):
+        for method in (args.methods if name in ("fieldimager", "s2-wald") else ("mmsr",)):
             cmd = [sys.executable, __file__, "--one", name, method]
             cmd += [a for k, v in options.items() for a in flag_words(k, v)]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]

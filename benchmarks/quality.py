@@ -61,7 +61,7 @@ def main():
     ap.add_argument("--scales", nargs="+", type=int, default=[4, 8])
     ap.add_argument("--degradations", nargs="+", default=["avgpool", "gaussian"])
     ap.add_argument("--images", nargs="+", type=int, default=[0, 1, 2])
-    ap.add_argument("--methods", nargs="+", default=["bicubic", "guided", "mmsr"])
+    ap.add_argument("--methods", nargs="+", default=["bicubic", "guided", "regression", "mmsr"])
     ap.add_argument("--epochs", type=int, default=None, help="override mmsr epochs")
     ap.add_argument("--preset", default=None, help="mmsr preset (default: geosr's default)")
     ap.add_argument("--paper", action="store_true", help="also run the paper's settings (1000 epochs) on one pair")
@@ -88,7 +88,9 @@ def main():
                     p = prepare_pair(src, g, scale)
                     bic = bic_out = None
                     for m in sorted(a.methods, key=lambda m: m != "bicubic"):  # bicubic first: the reference
-                        opts = {"progress": False, "exact": False}
+                        opts = {"exact": False, "selfcheck": False}
+                        if m in ("mmsr", "cmsr"):
+                            opts["progress"] = False
                         if m == "mmsr":
                             opts.update(epochs=a.epochs, preset=a.preset)
                         t0 = time.perf_counter()
