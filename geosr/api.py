@@ -51,9 +51,12 @@ def superresolve_array(source, guide, scale=RunSpec.scale, method: str = RunSpec
     mask : optional bool array (h, w), True where the source is invalid (``numpy.ma`` style;
         for a rasterio dataset mask, 255 = valid, pass ``mask == 0``).
     exact : True (default) corrects the output so avg-pool(output) equals the source on
-        every fully valid LR cell (back-projection): DEM and thermal cell means are kept to
-        within 1e-4 of the source's range, or float32 spacing / (2 * scale^2) where that is
-        larger (a float32 output cannot hold cell means more finely). It also lowered the
+        every fully valid LR cell (back-projection): cell means are kept to within 1e-4 of
+        the source's range of values (2 cm on a DEM spanning 200 m), or float32 spacing /
+        (2 * scale^2) where that is larger (a float32 output cannot hold them more finely);
+        cells without a valid source value are left out. That is right for a source that
+        holds cell means; for one whose values are samples at the cell centres use
+        ``psf="point"``, for a sensor that blurs across cells ``"gaussian"`` or ``"auto"``. It also lowered the
         RMSE on every benchmark pair (benchmarks/RESULTS.md). False gives the method's raw
         output. With ``psf="gaussian"`` it makes the Gaussian model of the output equal the
         source instead (to float32 rounding for ``psf_sigma`` up to about 0.6;
@@ -61,7 +64,9 @@ def superresolve_array(source, guide, scale=RunSpec.scale, method: str = RunSpec
     psf, psf_sigma : the sensor model that turns the output into the source, used by the
         cycle loss and by ``exact`` (:mod:`geosr.core.psf`): "area" (default, the paper's
         avg-pool: cell means), "gaussian" with ``psf_sigma`` LR pixels (default 0.5), for
-        sensors whose optics blur across neighbouring cells, or "auto": estimated from the
+        sensors whose optics blur across neighbouring cells, "point" for values sampled at
+        the cell centres (what geosr.superresolve uses for a source tagged
+        AREA_OR_POINT=Point), or "auto": estimated from the
         pair after the alignment (:func:`geosr.core.psf.estimate`; the choice is in the
         info's ``details["psf"]``).
     align : "shift" (default), "affine" or "none". Before the fit, estimate how far the

@@ -81,7 +81,7 @@ UPSAMPLE_EXAMPLES = """
 \b
 Examples:
   geosr upsample dem.tif ortho.tif --scale 4
-  geosr upsample lst_100m.tif rgb_10m.tif --scale 10 -o lst_10m.tif --cog
+  geosr upsample tirs_radiance_90m.tif rgb_30m.tif --scale 3 --psf auto -o tirs_30m.tif --cog
   geosr upsample B11.jp2 B04.jp2 B03.jp2 B02.jp2 --scale 2 --bounds 600000 4990000 605000 4995000
   geosr upsample /vsizip/dem.zip/dem.tif ortho.vrt --scale 4 --device cuda --epochs 1000 --preset depth
 """
@@ -143,7 +143,8 @@ Examples:
               help="Standard deviation of the gaussian PSF in source pixels (default 0.5).")
 @click.option("--quality", "quality", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write quality layers on the output grid to this file: 1 fallback (1 = bicubic where the "
-                   "guide is invalid or --flat-mask is set), 2 cycle residual (the sensor model of the output - source), "
+                   "guide is invalid or --flat-mask is set), 2 cycle residual (the sensor model of the output - source: 0 by "
+                   "construction with --exact, so informative only with --no-exact or a wide --psf-sigma), "
                    "3 guide influence (|output - bicubic|).")
 @click.option("--selfcheck/--no-selfcheck", default=RunSpec.selfcheck, show_default=True,
               help="First run the method one scale down on a few windows of this pair (the source degraded by "

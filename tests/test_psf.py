@@ -258,3 +258,25 @@ def test_a_source_tagged_point_gets_the_point_model(small_files, tmp_path):
     assert tags["geosr_psf"] == "point" and tags["AREA_OR_POINT"] == "Point"
     assert tags["geosr_psf_estimate"].startswith("point: the source is tagged AREA_OR_POINT=Point")
     np.testing.assert_allclose(degrade(o, 4, psf_from("point")), values[0], rtol=0, atol=1e-3)
+
+
+def test_auto_estimates_each_band_of_a_multi_band_source(fieldimager, tmp_path):
+    """Two bands of one file, the drone DSM as cell means and as a Gaussian sensor saw it: each band gets
+    its own estimate, and the tags say which band got which."""
+    from rasterio.windows import Window
+
+    from conftest import degrade as average
+
+    dsm, ortho = fieldimager
+    cell_means, truth = average(dsm, tmp_path / "means.tif", 4, Window(100, 100, 256, 256))
+    with rasterio.open(cell_means) as r:
+        crs, transform, means = r.crs, r.transform, r.read(1)
+    both = write_tif(tmp_path / "both.tif", np.stack([means, _scipy_gaussian_sensor(truth, 4).astype(np.float32)]),
+                     crs, transform)
+    res = CliRunner().invoke(main, ["upsample", both, str(ortho), "--scale", "4", "--band", "all", "--method",
+                                    "regression", "--psf", "auto", "-q", "-o", str(tmp_path / "out.tif")])
+    assert res.exit_code == 0, res.output
+    with rasterio.open(tmp_path / "out.tif") as r:
+        tags = r.tags()
+    kinds = tags["geosr_psf"].split(" | ")
+    assert kinds == ["area", "gaussian"] and tags["geosr_psf_estimate"].startswith("auto: area | auto: gaussian")

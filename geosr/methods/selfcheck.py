@@ -72,8 +72,8 @@ class SelfCheck:
         if self.helps:
             return line + " (below 1: better than bicubic at that scale)"
         return (line + ". The guide did not beat bicubic at that scale, so the output may be no better than "
-                "bicubic. Check the guide's alignment (align / --align affine), the sensor model (psf / --psf "
-                "gaussian) and the guide bands, or use bicubic.")
+                "bicubic. Check the guide's alignment (align / --align affine), the sensor model (psf='auto' / "
+                "--psf auto) and the guide bands, or use bicubic.")
 
     def warn(self) -> None:
         """A UserWarning where the check ran and the guide did not help."""

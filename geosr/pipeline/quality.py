@@ -4,10 +4,11 @@
                     the flat mask, and the source valid), 0 where it is guided, the feathered ramp's fraction in
                     between; 0 outside the source.
   cycle_residual    avg-pool(output) - source, per LR cell, repeated onto its HR pixels:
-                    how far the output's cell means are from the source (about 0 with
-                    exact=True; NaN on cells that are not fully valid). With
-                    psf="gaussian", the Gaussian sensor model of the output instead of
-                    its cell means.
+                    how far the output's cell means are from the source: 0 by construction
+                    (float32 rounding) with exact=True, so informative only without it, or
+                    with a Gaussian too wide to invert exactly; NaN on cells that are not
+                    fully valid. With another psf, that sensor model of the output instead
+                    of its cell means.
   guide_influence   |output - bicubic| (bicubic with the same exact setting): how much of the
                     result comes from the guide. Large values on flat ground are the place to
                     look for copied guide texture.
