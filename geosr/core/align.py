@@ -153,17 +153,10 @@ def estimate(source, guide, scale: int, kind: str = "shift", source_valid=None, 
     ``max(8, 2 * scale)``).
     """
     check_align(kind)
-    src = np.asarray(source, np.float64)
-    g = np.asarray(guide, np.float64)
-    g = g[None] if g.ndim == 2 else g
-    h, w = src.shape
     if kind == "none":
-        return identity((h * scale, w * scale))
-    valid = np.isfinite(src) if source_valid is None else (np.asarray(source_valid) & np.isfinite(src))
-    y0, x0, wh, ww = window_of(valid, max(8, max_side // scale))
-    src, valid, g = src[y0:y0 + wh, x0:x0 + ww], valid[y0:y0 + wh, x0:x0 + ww], \
-        g[:, y0 * scale:(y0 + wh) * scale, x0 * scale:(x0 + ww) * scale]
-    g_valid = np.isfinite(g).all(axis=0)
+        return identity(tuple(n * scale for n in np.shape(source)))
+    src, valid, g, g_valid, (y0, x0) = central_window(source, guide, scale, source_valid, max_side)
+    wh, ww = src.shape
     if valid.sum() < 16 or g_valid.mean() < 0.05:
         raise CannotEstimate("too few valid pixels shared by source and guide to estimate their alignment")
     reach = max(8, 2 * scale) if reach is None else int(reach)
@@ -176,6 +169,20 @@ def estimate(source, guide, scale: int, kind: str = "shift", source_valid=None, 
                              f"(it needs a margin of {reach} output pixels beyond 3 x 3 source cells)")
     matrix, score = _search(p, bands, cells.astype(np.float64), kind, scale, reach)
     return Alignment(kind, matrix, (ww * scale / 2, wh * scale / 2), score).moved(x0 * scale, y0 * scale)
+
+
+def central_window(source, guide, scale: int, source_valid=None, max_side: int = MAX_SIDE):
+    """(source, valid, guide, guide valid, (y0, x0)) as float64 arrays on the window of at most ``max_side``
+    output pixels a side at the centre of the source's valid area, where the fits are made: ``source``
+    (h, w), NaN or ``~source_valid`` invalid; ``guide`` (c, h*scale, w*scale) or (h*scale, w*scale), NaN
+    invalid."""
+    src = np.asarray(source, np.float64)
+    g = np.asarray(guide, np.float64)
+    g = g[None] if g.ndim == 2 else g
+    valid = np.isfinite(src) if source_valid is None else (np.asarray(source_valid) & np.isfinite(src))
+    y0, x0, h, w = window_of(valid, max(8, max_side // scale))
+    g = g[:, y0 * scale:(y0 + h) * scale, x0 * scale:(x0 + w) * scale]
+    return src[y0:y0 + h, x0:x0 + w], valid[y0:y0 + h, x0:x0 + w], g, np.isfinite(g).all(axis=0), (y0, x0)
 
 
 def fit_inputs(src, valid, g, g_valid) -> tuple[np.ndarray, np.ndarray]:

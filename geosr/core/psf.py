@@ -203,16 +203,9 @@ def estimate(source, guide, scale: int, source_valid=None) -> Estimate:
     """
     from scipy import ndimage
 
-    from .align import MAX_SIDE, CannotEstimate, fit_inputs, fit_residual, window_of
+    from .align import CannotEstimate, central_window, fit_inputs, fit_residual
 
-    src = np.asarray(source, np.float64)
-    g = np.asarray(guide, np.float64)
-    g = g[None] if g.ndim == 2 else g
-    valid = np.isfinite(src) if source_valid is None else (np.asarray(source_valid) & np.isfinite(src))
-    y0, x0, h, w = window_of(valid, max(8, MAX_SIDE // scale))
-    src, valid = src[y0:y0 + h, x0:x0 + w], valid[y0:y0 + h, x0:x0 + w]
-    g = g[:, y0 * scale:(y0 + h) * scale, x0 * scale:(x0 + w) * scale]
-    g_valid = np.isfinite(g).all(axis=0)
+    src, valid, g, g_valid, _ = central_window(source, guide, scale, source_valid)
     candidates = [AREA, *(PSF("gaussian", s) for s in SIGMAS)]
     cells = valid & (avg_pool(g_valid.astype(np.float64), scale) == 1.0)
     # Cells whose fit, or the core of whose kernel, reaches past the window's edge or into a gap are not scored.

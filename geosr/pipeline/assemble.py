@@ -29,10 +29,12 @@ def stack_bands(outs: list, numbers: list) -> xr.DataArray:
     first = outs[0]
     result = xr.concat(outs, dim="band", combine_attrs="override").assign_coords(band=numbers)
     result.attrs = {**first.attrs, "geosr_band": ",".join(map(str, numbers))}
-    for key in [k for k in first.attrs if k.startswith(("geosr_selfcheck_", "geosr_psf"))]:  # each band's own
-        values = [str(o.attrs.get(key, "")) for o in outs]  # check, and sensor model where psf="auto" differs
-        if key.startswith("geosr_selfcheck_") or len(set(values)) > 1:
-            result.attrs[key] = (",".join if key.startswith("geosr_selfcheck_") else " | ".join)(values)
+    for key in first.attrs:  # each band's own self-check, and its own sensor model where psf="auto" differs
+        values = [str(o.attrs.get(key, "")) for o in outs]
+        if key.startswith("geosr_selfcheck_"):
+            result.attrs[key] = ",".join(values)
+        elif key.startswith("geosr_psf") and len(set(values)) > 1:
+            result.attrs[key] = " | ".join(values)
     names = [o.attrs.get("long_name") for o in outs]
     if any(names):
         result.attrs["long_name"] = tuple(str(n or "") for n in names)
