@@ -112,7 +112,10 @@ def _inputs():
 
 
 if __name__ == "__main__":
+    import torch
+
     results = run_all(*_inputs())
+    results["_platform"] = {"torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
     OUTPUTS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     for k, v in results.items():
         print(k, v)
