@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .core.metrics import CycleResidual, cycle_residual
 from .core.pair import FRAME
+from .errors import InputError
 from .methods import selfcheck
 from .methods.engine import prepare, run_pair
 from .spec import RunSpec
@@ -143,11 +145,21 @@ def superresolve(source, guide, scale=RunSpec.scale, method: str = RunSpec.metho
         ``ceil(32 / scale)``: 512-pixel output tiles; neighbours blend over overlap * scale output
         pixels, and the outer half of each halo is discarded). A source
         smaller than one tile is one tile.
-    mode : "scene" trains one MMSR network on random windows of the whole raster
-        (``epochs`` optimisation steps over batches of ``batch_size`` windows) when this is
-        called, then runs it lazily on every tile; "tile" fits a network per tile, as the paper does per pair; "auto"
-        (default) is "tile" for a raster of one tile and "scene" for more. Per tile is the
-        more accurate, scene the cheaper by about the number of tiles (benchmarks/RESULTS.md).
+    mode : how MMSR spends its time over a raster of several tiles. "tile" fits a network per tile
+        from scratch, as the paper does per pair (``epochs`` each). "scene" trains one network
+        on random windows of the whole raster (``train_steps`` steps over batches of
+        ``batch_size`` windows; ``epochs`` counts them too, as before) and runs it on every
+        tile. "hybrid" trains that network briefly (``train_steps``, default
+        :data:`geosr.methods.scene.HYBRID_STEPS`, preset "fast"), then fine-tunes a copy on each
+        tile pair for ``epochs`` (default :data:`geosr.methods.scene.TUNE_EPOCHS`): every tile
+        pair still gets its own optimisation, from a good start. "auto" (default) is "tile" for
+        one tile, "hybrid" up to :data:`geosr.spec.HYBRID_MAX_TILES` tiles and "scene" beyond,
+        and says what it chose in ``attrs["geosr_mode_reason"]`` and the ``geosr`` log
+        (benchmarks/RESULTS.md section 17). The scene network is trained when this is called.
+    model : a scene network trained by another run (its file from :func:`save_model` or
+        ``--model-out``, or the :class:`geosr.methods.scene.SceneModel`), used instead of
+        training one, in mode scene (run on every tile) or hybrid (fine-tuned on each): a
+        time series of one place, or neighbouring tiles of one survey, share one training.
     align : "shift" (default), "affine" or "none": estimate the guide's displacement from
         the source once, on a window of at most 512 output pixels at the centre of the
         source's valid area, and remove it while the guide is warped onto the output grid
@@ -197,6 +209,26 @@ def superresolve(source, guide, scale=RunSpec.scale, method: str = RunSpec.metho
     if spec.quality:
         return out, quality.of_run(out, source, guide, spec)
     return out
+
+
+def save_model(result, path, overwrite: bool = False) -> Path:
+    """Save the scene network a run trained (``result`` of :func:`superresolve` in mode scene or
+    hybrid, or a :class:`geosr.methods.scene.SceneModel`) to ``path``, for ``model=`` of other runs.
+
+    The file is numpy ``.npz``: the weights, the statistics the inputs were standardised with and
+    the training's settings as JSON; loading it runs no code. An existing file is kept unless
+    ``overwrite``."""
+    from .methods import scene
+
+    model = result if isinstance(result, scene.SceneModel) else getattr(result, "encoding", {}).get("geosr_model")
+    if model is None:
+        raise InputError("this result has no scene model: only mode 'scene' or 'hybrid' trains one (a run of one "
+                         "source band; with several bands, run each band on its own to save its model)")
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise InputError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
+    scene.save(model, path)
+    return path
 
 
 def quality_layers(output, source, guide, **settings):

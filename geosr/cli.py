@@ -21,9 +21,10 @@ from .core.psf import CHOICES as PSF_CHOICES
 from .errors import InputError
 from .methods import METHODS
 from .methods.mmsr import DEFAULT_PRESET, DEFAULT_SCENE_PRESET, PRESETS
+from .methods.scene import HYBRID_STEPS, TUNE_EPOCHS
 from .runtime import cluster
 from .runtime.cluster import SCHEDULERS
-from .spec import MODES, RunSpec, not_applying
+from .spec import HYBRID_MAX_TILES, MODES, RunSpec, not_applying
 
 RESAMPLINGS = ("auto", "nearest", "bilinear", "cubic", "cubic_spline", "lanczos", "average")
 
@@ -96,16 +97,27 @@ Examples:
               help="Output file (default: <source stem>_x<scale>.tif in the current folder).")
 @click.option("--method", type=click.Choice(sorted(METHODS)), default=RunSpec.method, show_default=True)
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None,
-              help=f"MMSR preset (default: {DEFAULT_SCENE_PRESET} for --mode scene, {DEFAULT_PRESET} for --mode tile).")
+              help=f"MMSR preset (default: {DEFAULT_SCENE_PRESET} for --mode scene, {DEFAULT_PRESET} otherwise).")
 @click.option("--mode", type=click.Choice(MODES), default=RunSpec.mode, show_default=True,
-              help="MMSR: scene = one network trained on random windows of the whole raster, then run on every "
-                   "tile; tile = one network fitted per tile (the paper's per-pair optimisation, more accurate, "
-                   "cost x tiles); auto = tile for a one-tile raster, else scene.")
+              help="MMSR: tile = one network fitted per tile from scratch (the paper's per-pair optimisation, "
+                   "cost x tiles); scene = one network trained on random windows of the whole raster, then run on "
+                   "every tile; hybrid = that network trained briefly, then fine-tuned on each tile pair; "
+                   f"auto = tile for one tile, hybrid up to {HYBRID_MAX_TILES} tiles, scene beyond (it prints what "
+                   "it chose).")
 @click.option("--epochs", type=click.IntRange(0), default=None,
-              help="MMSR optimisation steps: per scene (--mode scene) or per tile (default: the preset's); "
-                   "CMSR: steps per tile (default 600).")
+              help=f"MMSR epochs per tile (default: the preset's in --mode tile, {TUNE_EPOCHS} of fine-tuning in "
+                   "--mode hybrid); in --mode scene, the training's steps (as --train-steps). CMSR: steps per tile "
+                   "(default 600).")
 @click.option("--batch-size", type=click.IntRange(1), default=None,
-              help="Scene mode: training windows per step (default: 4).")
+              help="Scene and hybrid modes: training windows per step (default: 4).")
+@click.option("--train-steps", type=click.IntRange(1), default=None,
+              help=f"Scene and hybrid modes: steps of the scene network's training (default: the {DEFAULT_SCENE_PRESET} "
+                   f"preset's in scene mode, {HYBRID_STEPS} in hybrid mode, where --epochs are each tile's "
+                   "fine-tuning).")
+@click.option("--model-in", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="A scene model saved by an earlier run (--model-out): used instead of training one.")
+@click.option("--model-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Save the scene model this run trains (scene and hybrid modes), for --model-in of other runs.")
 @click.option("--tile-size", type=click.IntRange(1), default=None,
               help="Tile side in source pixels (default: 512 // scale).")
 @click.option("--overlap", type=click.IntRange(0), default=None,
@@ -169,7 +181,8 @@ Examples:
 @click.option("--address", default=None, help="Scheduler address for --scheduler distributed, e.g. tcp://host:8786.")
 @click.option("-v", "--verbose", count=True, help="More output (-v: epoch bars even off a terminal).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or messages.")
-def upsample(source, guide, scale, output, method, preset, mode, epochs, batch_size, tile_size, overlap, device, seed, amp,
+def upsample(source, guide, scale, output, method, preset, mode, epochs, batch_size, train_steps, model_in, model_out,
+             tile_size, overlap, device, seed, amp,
              band, guide_bands, src_nodata, dst_nodata, resampling, bounds, align, flat_mask, exact, psf, psf_sigma,
              quality, selfcheck, ensemble, cog, creation_options, overwrite, resume, scheduler, workers, address, verbose,
              quiet):
@@ -189,8 +202,10 @@ def upsample(source, guide, scale, output, method, preset, mode, epochs, batch_s
             band=band, guide_bands=guide_bands, src_nodata=src_nodata, dst_nodata=dst_nodata, resampling=resampling,
             tile_size=tile_size, overlap=overlap, exact=exact, align=align, flat_mask=flat_mask, psf=psf,
             psf_sigma=psf_sigma, quality=quality is not None, ensemble=ensemble, selfcheck=selfcheck), dict(
-            preset=preset, epochs=epochs, mode=mode, batch_size=batch_size, device=device, seed=seed, amp=amp,
-            progress=progress))
+            preset=preset, epochs=epochs, mode=mode, batch_size=batch_size, train_steps=train_steps, model=model_in,
+            device=device, seed=seed, amp=amp, progress=progress))
+        if model_in is not None and model_out is not None and model_in.resolve() == model_out.resolve():
+            raise InputError("--model-out is the --model-in file; give the new model a file of its own")
     except InputError as e:
         raise click.ClickException(str(e)) from None
     if output is None:
@@ -201,7 +216,7 @@ def upsample(source, guide, scale, output, method, preset, mode, epochs, batch_s
             client = cluster.start(scheduler, workers, address, device)
             try:
                 result = _run(source, list(guide), output, spec, bounds, cog, creation_options, overwrite, resume,
-                              client, quiet, quality)
+                              client, quiet, quality, model_out)
             finally:
                 if client is not None:
                     _close(client)
@@ -235,12 +250,14 @@ def _spec(ctx, method, scale, settings: dict, flags: dict) -> RunSpec:
         names = ", ".join(f if one_reason else f"{f} ({why})" for f, why in unused)
         raise InputError(f"{names} {'does' if len(unused) == 1 else 'do'} not apply to --method {method}"
                          f"{f' ({unused[0][1]})' if one_reason else ''}; leave {'it' if len(unused) == 1 else 'them'} out")
-    if given("batch_size") and flags["mode"] == "tile":
-        raise InputError("--batch-size sets scene training; it does not apply to --mode tile")
+    for name in ("batch_size", "train_steps", "model_in", "model_out"):
+        if given(name) and flags["mode"] == "tile":
+            raise InputError(f"{flag[name]} sets the scene network; it does not apply to --mode tile")
     options = {}
     if method == "mmsr":
         options = {k: flags[k] for k in ("preset", "epochs", "device", "seed", "progress")}
-        settings.update(mode=flags["mode"], batch_size=flags["batch_size"])
+        settings.update(mode=flags["mode"], batch_size=flags["batch_size"], train_steps=flags["train_steps"],
+                        model=flags["model"])
         if flags["amp"]:
             options["amp"] = True
     elif method == "cmsr":  # its optimisation steps
@@ -255,8 +272,9 @@ def _close(client):
         cluster_.close()
 
 
-def _run(source, guides, output, spec, bounds, cog, creation_options, overwrite, resume, client, quiet, quality=None):
-    from .api import quality_layers
+def _run(source, guides, output, spec, bounds, cog, creation_options, overwrite, resume, client, quiet, quality=None,
+         model_out=None):
+    from .api import quality_layers, save_model
     from .pipeline.grid import crop_to_bounds
     from .pipeline.io import check_output, open_raster, output_bytes, write
     from .pipeline.run import run
@@ -276,17 +294,27 @@ def _run(source, guides, output, spec, bounds, cog, creation_options, overwrite,
         if quality.resolve() == Path(output).resolve():
             raise InputError(f"--quality {quality} is the output file; give the quality layers a file of their own")
         check_output(quality, [source, *guides], overwrite, output_bytes((3 if spec.ensemble is None else 4, *shape), cog))
+    if model_out is not None:
+        if model_out.resolve() in {Path(p).resolve() for p in (output, quality) if p is not None}:
+            raise InputError(f"--model-out {model_out} is another output of this run; give the model a file of its own")
+        check_output(model_out, [source, *guides], overwrite, 0)
     checkpoint = folder_for(output)
     if resume and not checkpoint.is_dir():
         raise InputError(f"--resume: there is no checkpoint of an interrupted run at {checkpoint}; "
                          "run without --resume")
     result = run(src, guide, spec, checkpoint, resume=resume, overwrite=overwrite and not resume, client=client)
+    if not quiet and "geosr_mode_reason" in result.attrs:
+        click.echo(f"mode {result.attrs['geosr_mode']}: {result.attrs['geosr_mode_reason']}", err=True)
     if not quiet and "geosr_psf_estimate" in result.attrs:
         click.echo(f"sensor model: {result.attrs['geosr_psf_estimate']}", err=True)
     if not quiet:  # a check that found no help is a warning already
         for check in result.encoding.get("geosr_selfcheck", ()):
             if check.helps is not False:
                 click.echo(check.message(result.attrs.get("units", "")), err=True)
+    if model_out is not None and result.encoding.get("geosr_model") is None:
+        mode = result.attrs.get("geosr_mode", "of several bands")
+        raise InputError(f"--model-out: this run trains no scene model (mode {mode}); give --mode scene or hybrid, "
+                         "and one source band")
     if resume and not quiet:
         stores = stores_of(result)
         n = math.prod(len(c) for c in result.chunks)  # tiles, times bands
@@ -299,6 +327,10 @@ def _run(source, guides, output, spec, bounds, cog, creation_options, overwrite,
         if not holds_work(checkpoint):  # nothing worth resuming from: leave no folder behind
             remove(checkpoint)
         raise
+    if model_out is not None:
+        save_model(result, model_out, overwrite=True)  # check_output allowed it
+        if not quiet:
+            click.echo(f"wrote the scene model to {model_out}", err=True)
     if quality is not None:  # from the written output and its tags: only bicubic is computed again, no fit
         found = result.encoding.get("geosr_alignment")  # the run's, not measured again
         layers = quality_layers(open_raster(str(output)), src, guide, src_nodata=spec.src_nodata,

@@ -27,7 +27,8 @@ from .methods import LEARNED, check_options
 from .pipeline import flatmask
 from .pipeline.plan import split
 
-MODES = ("auto", "scene", "tile")
+MODES = ("auto", "tile", "scene", "hybrid")
+TRAINED = ("scene", "hybrid")  # the modes that train one network on the whole raster first
 USES_GUIDE = ("mmsr", "cmsr", "guided", "regression")
 # Options that only some methods use: option -> (methods, why not elsewhere). The CLI refuses them
 # elsewhere; the Python API accepts them, so a loop can sweep methods with one set of options.
@@ -35,6 +36,9 @@ APPLIES_TO = {
     "preset": (("mmsr",), "presets are MMSR networks"),
     "mode": (("mmsr",), "other methods always run tile by tile"),
     "batch_size": (("mmsr",), "it sets MMSR's scene training"),
+    "train_steps": (("mmsr",), "it sets MMSR's scene training"),
+    "model_in": (("mmsr",), "a scene model is an MMSR network"),
+    "model_out": (("mmsr",), "a scene model is an MMSR network"),
     "amp": (("mmsr",), "it sets MMSR's network precision"),
     "epochs": (LEARNED, "only learned methods optimise"),
     "seed": (LEARNED, "the method gives the same output for any seed"),
@@ -70,6 +74,9 @@ class RunSpec:
     feather: float | None = None  # output pixels; default: core.pair.feather_px
     mode: str = "auto"
     batch_size: int | None = None
+    train_steps: int | None = None  # the scene network's steps (scene, hybrid); default: methods.scene
+    model: object = None  # a trained scene network (SceneModel or its file) instead of training one
+    mode_reason: str = ""  # why mode="auto" chose the mode (set by planned)
     align: object = DEFAULT_ALIGN
     flat_mask: object = None
     psf: object = "area"
@@ -96,13 +103,20 @@ class RunSpec:
             check_ensemble(self.method, self.ensemble)
         if self.mode not in MODES:
             raise InputError(f"mode must be one of {MODES}, got {self.mode!r}")
-        if self.mode == "scene" and self.method != "mmsr":
-            raise InputError(f"mode='scene' trains one MMSR network for the whole raster; method={self.method!r} "
-                             "always runs tile by tile: leave mode out")
-        if self.batch_size is not None:
-            if self.mode == "tile" or self.method != "mmsr":
-                raise InputError("batch_size applies to mode='scene' with method='mmsr' only")
-            set_("batch_size", positive_int(self.batch_size, "batch_size"))
+        if self.mode in TRAINED and self.method != "mmsr":
+            raise InputError(f"mode={self.mode!r} trains one MMSR network for the whole raster; "
+                             f"method={self.method!r} always runs tile by tile: leave mode out")
+        for name in ("batch_size", "train_steps"):
+            if getattr(self, name) is not None:
+                if self.mode == "tile" or self.method != "mmsr":
+                    raise InputError(f"{name} sets the scene network's training: it applies to method='mmsr' with "
+                                     f"mode 'scene', 'hybrid' or 'auto', not mode={self.mode!r}")
+                set_(name, positive_int(getattr(self, name), name))
+        if self.model is not None:
+            set_("model", given_model(self.model, self))
+        if self.mode == "scene" and self.train_steps is not None and self.options.get("epochs") is not None:
+            raise InputError("in mode='scene', epochs and train_steps both count the scene network's steps: "
+                             "give one of them")
         if self.tile_size is not None:
             set_("tile_size", positive_int(self.tile_size, "tile_size"))
         if self.overlap is not None:
@@ -149,14 +163,37 @@ class RunSpec:
         """This spec with tile size, overlap and mode settled for a source of ``lr_shape`` pixels."""
         tile = max(1, 512 // self.scale) if self.tile_size is None else self.tile_size
         overlap = self._overlap(lr_shape, tile)
-        mode = self.mode
+        tiles = math.prod(len(split(n, tile, 2 * overlap)) for n in lr_shape)
+        mode, reason = self.mode, self.mode_reason
         if self.method != "mmsr":
             mode = "tile"
         elif mode == "auto":
-            one_tile = all(len(split(n, tile, 2 * overlap)) == 1 for n in lr_shape)
-            mode = "tile" if one_tile else "scene"
-        return self.replace(tile_size=tile, overlap=overlap, mode=mode,
-                            batch_size=self.batch_size if mode == "scene" else None)
+            mode, reason = auto_mode(tiles, self.model is not None, self.options.get("epochs"))
+        trained = mode in TRAINED
+        return self.replace(tile_size=tile, overlap=overlap, mode=mode, mode_reason=reason,
+                            batch_size=self.batch_size if trained else None,
+                            train_steps=self.train_steps if trained else None)
+
+    def train_options(self) -> dict:
+        """The options of the scene network's training (:func:`geosr.methods.scene.train`) in a planned spec."""
+        from .methods.scene import HYBRID_PRESET, HYBRID_STEPS
+
+        options = {k: v for k, v in self.options.items() if k != "gradient_checkpointing"}
+        if self.mode == "hybrid":  # epochs are the tiles' fine-tuning
+            options.pop("epochs", None)
+            options["preset"] = options.get("preset") or HYBRID_PRESET
+        steps = self.train_steps if self.train_steps is not None or self.mode != "hybrid" else HYBRID_STEPS
+        options.update({"epochs": steps} if steps is not None else {})
+        options.update({"batch_size": self.batch_size} if self.batch_size is not None else {})
+        return {**options, "psf": self.psf}
+
+    def tile_options(self) -> dict:
+        """The options of each tile's fit in a planned spec: in hybrid mode, the fine-tuning's epochs."""
+        from .methods.scene import TUNE_EPOCHS
+
+        if self.mode != "hybrid" or self.options.get("epochs") is not None:
+            return self.options
+        return {**self.options, "epochs": TUNE_EPOCHS}
 
     def _overlap(self, shape, tile_size):
         """The tiles' halo in source pixels: ``overlap``, or by default ``ceil(32 / scale)`` widened until every
@@ -174,13 +211,21 @@ class RunSpec:
                              "Raise the overlap or lower the feather.")
         return self.overlap
 
+    @property
+    def model_fingerprint(self) -> str | None:
+        from .methods.scene import fingerprint
+
+        return None if self.model is None else fingerprint(self.model)
+
     # Tags, token and checkpoint key
     def tags(self, alignment: Alignment | None = None, hr_affine=None) -> dict:
         """The run's settings as ``geosr_*`` attributes (of a planned spec); ``geosr_options`` holds every
         method option (JSON), ``geosr_flat_mask`` the flat mask (:mod:`geosr.pipeline.flatmask`)."""
         options = {k: v for k, v in self.options.items() if k != "progress" and v is not None}
-        if self.mode == "scene":
+        if self.mode in TRAINED:
             options["batch_size"] = self.batch_size
+            options.update({"train_steps": self.train_steps} if self.train_steps is not None else {})
+            options["model"] = "trained by this run" if self.model is None else f"given ({self.model_fingerprint})"
         tags = {"geosr_version": __version__, "geosr_method": self.method, "geosr_scale": self.scale,
                 "geosr_exact": int(self.exact), "geosr_mode": self.mode, "geosr_tile_size": self.tile_size,
                 "geosr_overlap": self.overlap, "geosr_guide_resampling": self.resampling,
@@ -188,6 +233,8 @@ class RunSpec:
                 "geosr_guide_bands": "" if self.guide_bands is None else ",".join(map(str, self.guide_bands)),
                 "geosr_flat_mask": "none" if self.flat_mask is None else self.flat_mask.description,
                 "geosr_options": json.dumps(options, sort_keys=True, default=str)}
+        if self.mode_reason:
+            tags["geosr_mode_reason"] = self.mode_reason
         tags.update(alignment.attrs(hr_affine) if alignment is not None else {
             "geosr_align": "none" if self.align == "none" else f"none ({self.align} skipped: too little overlap)"})
         tags["geosr_feather"] = self.feather_px
@@ -208,7 +255,8 @@ class RunSpec:
         if "geosr_scale" not in attrs and "scale" not in overrides:
             raise InputError("quality_layers needs the output of geosr.superresolve (its geosr_* attributes), or scale=")
         options = json.loads(tag("geosr_options") or "{}")
-        batch_size = options.pop("batch_size", None)
+        batch_size, train_steps = options.pop("batch_size", None), options.pop("train_steps", None)
+        options.pop("model", None)  # a given model's file is not in the tags: pass model= again
         found = dict(scale=tag("geosr_scale", int), method=tag("geosr_method"), exact=tag("geosr_exact", int),
                      align=tag("geosr_align", lambda v: v if v in ("shift", "affine") else "none"),
                      band=tag("geosr_band", int),
@@ -216,7 +264,7 @@ class RunSpec:
                      resampling=tag("geosr_guide_resampling"), feather=tag("geosr_feather", float),
                      psf=tag("geosr_psf"), psf_sigma=tag("geosr_psf_sigma", float),
                      tile_size=tag("geosr_tile_size", int), overlap=tag("geosr_overlap", int),
-                     mode=tag("geosr_mode"), batch_size=batch_size)
+                     mode=tag("geosr_mode"), batch_size=batch_size, train_steps=train_steps)
         if "flat_mask" not in overrides:
             found["flat_mask"] = flatmask.from_attribute(attrs.get("geosr_flat_mask"))
         found = {k: v for k, v in found.items() if v is not None}
@@ -234,8 +282,8 @@ class RunSpec:
 
         flat = None if self.flat_mask is None else (self.flat_mask.description,
                                                     sorted(self.flat_mask.checksums.items()))
-        return tokenize(lr, hr_guide, self.scale, self.method, self.mode, self.batch_size, self.exact, self.feather,
-                        self.tile_size, self.overlap, self.psf, sorted(self.options.items()), self.align_kind,
+        return tokenize(lr, hr_guide, self.scale, self.method, self.mode, self.batch_size, self.train_steps, self.exact, self.feather,
+                        self.tile_size, self.overlap, self.psf, sorted(self.options.items()), self.align_kind, self.model_fingerprint,
                         None if alignment is None else tuple(alignment.matrix), flat)
 
     def checkpoint_key(self, tags: dict, hr_box, inputs: dict) -> dict:
@@ -245,6 +293,42 @@ class RunSpec:
                                "guide_nodata": self.guide_nodata,
                                "grid": [hr_box.crs.to_wkt(), list(hr_box.affine)[:6], list(hr_box.shape)]},
                 "inputs": inputs}
+
+# mode="auto" runs hybrid up to this many tiles and scene beyond (benchmarks/modes.py, RESULTS section 17).
+HYBRID_MAX_TILES = 16
+
+
+def auto_mode(tiles: int, have_model: bool, epochs: int | None = None) -> tuple[str, str]:
+    """(mode, why) for a raster of ``tiles`` tiles: each tile pair fitted as long as that stays affordable."""
+    from .methods.scene import TUNE_EPOCHS
+
+    if tiles == 1 and not have_model:
+        return "tile", "auto: 1 tile, fitted on its own"
+    if tiles <= HYBRID_MAX_TILES:
+        start = "the given scene model" if have_model else "a short training on the whole raster"
+        return "hybrid", (f"auto: {tiles} tile(s) (up to {HYBRID_MAX_TILES}), each fine-tuned for {epochs or TUNE_EPOCHS} "
+                          f"epochs from {start}")
+    return "scene", (f"auto: {tiles} tiles (more than {HYBRID_MAX_TILES}), one network for the whole raster run on "
+                     "every tile")
+
+
+def given_model(model, spec: RunSpec):
+    """``model=`` (a :class:`geosr.methods.scene.SceneModel` or the path of its file) checked against ``spec``."""
+    from .methods import scene
+
+    if spec.method != "mmsr" or spec.mode == "tile":
+        raise InputError("model= is a trained scene network: it applies to method='mmsr' in mode 'scene', "
+                         f"'hybrid' or 'auto', not method={spec.method!r} mode={spec.mode!r}")
+    steps = spec.mode == "scene" and spec.options.get("epochs") is not None  # epochs count its steps there
+    if spec.train_steps is not None or spec.batch_size is not None or steps:
+        raise InputError("model= is trained already: train_steps, batch_size (and in mode scene, epochs) set a "
+                         "training; leave them out")
+    found = model if isinstance(model, scene.SceneModel) else scene.load(model)
+    if found.scale != spec.scale:
+        raise InputError(f"the scene model was trained at scale {found.scale}; this run has scale {spec.scale}: "
+                         "train a model at this scale (leave model= out)")
+    return found
+
 
 def not_applying(method: str, given) -> list[tuple[str, str]]:
     """(option, why) for each option named in ``given`` that ``method`` would ignore."""

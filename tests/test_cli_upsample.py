@@ -227,10 +227,36 @@ def test_swapped_source_and_guide_are_refused(files, tmp_path):
     (["--method", "cmsr", "--batch-size", "2"], "--batch-size does not apply to --method cmsr"),
     (["--method", "guided", "--preset", "depth"], "--preset does not apply to --method guided"),
     (["--mode", "tile", "--batch-size", "2"], "does not apply to --mode tile"),
+    (["--mode", "tile", "--model-out", "m.npz"], "--model-out sets the scene network; it does not apply to --mode tile"),
+    (["--method", "bicubic", "--train-steps", "5"], "--train-steps does not apply to --method bicubic"),
 ])
 def test_options_the_method_would_ignore_are_refused(files, tmp_path, args, message):
     _fails([files["source"], files["guide"], *args, "-o", tmp_path / "o.tif"], tmp_path,
            [files["source"], files["guide"]], message)
+
+
+def test_a_model_saved_with_model_out_gives_the_same_output_with_model_in(files, tmp_path):
+    """Scene mode on 2 x 2 tiles, 3 training steps: --model-out saves the network, --model-in reuses it
+    (no training) and gives the same output bit for bit; an existing model file is never replaced."""
+    inputs = [files["source"], files["guide"]]
+    common = [*inputs, "--mode", "scene", "--tile-size", "12", "--align", "none", "--no-selfcheck", "-q"]
+    model = tmp_path / "scene.npz"
+    res, _ = _upsample([*common, "--train-steps", "3", "-o", tmp_path / "a.tif", "--model-out", model], tmp_path,
+                       inputs)
+    assert res.exit_code == 0, res.output
+    res, _ = _upsample([*common, "--model-in", model, "-o", tmp_path / "b.tif"], tmp_path, [*inputs, model])
+    assert res.exit_code == 0, res.output
+    with rasterio.open(tmp_path / "a.tif") as a, rasterio.open(tmp_path / "b.tif") as b:
+        np.testing.assert_array_equal(a.read(), b.read())
+        assert '"model": "trained by this run"' in a.tags()["geosr_options"]
+        assert '"model": "given (' in b.tags()["geosr_options"]
+    before = model.read_bytes()
+    _fails([*common, "-o", tmp_path / "c.tif", "--model-out", model], tmp_path, inputs, "exists")
+    _fails([*common, "-o", tmp_path / "c.tif", "--model-in", model, "--model-out", model], tmp_path, inputs,
+           "--model-out is the --model-in file")
+    _fails([*common, "-o", tmp_path / "c.tif", "--model-in", files["source"]], tmp_path, inputs,
+           "cannot read the scene model")
+    assert model.read_bytes() == before
 
 
 def test_a_missing_optional_dependency_is_one_line(files, tmp_path, monkeypatch):

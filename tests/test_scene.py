@@ -12,7 +12,8 @@ import geosr
 from geosr.errors import InputError
 from geosr.core.metrics import border_jump_ratio, hillshade, rmse
 from geosr.core.pair import prepare_pair
-from geosr.methods.scene import predict, train, windows
+from geosr.methods import mmsr
+from geosr.methods.scene import load, predict, save, train, windows
 from geosr.pipeline.train import lazy_train
 
 from conftest import degrade
@@ -34,9 +35,14 @@ def case(fieldimager, tmp_path_factory):
 
 def run_scene(case, **kw):
     """Scene mode at test size, without the alignment estimate and the self-check (not tested here)."""
-    kw = {"epochs": STEPS, "channels": CHANNELS, "batch_size": BATCH, "tile_size": 52, "align": "none",
-          "selfcheck": False, **kw}
-    return geosr.superresolve(case["source"], case["guide"], SCALE, mode="scene", **kw)
+    kw = {"mode": "scene", "epochs": STEPS, "channels": CHANNELS, "batch_size": BATCH, **kw}
+    return with_model(case, None, **kw)
+
+
+def with_model(case, model, **kw):
+    """A run at test size given a trained scene ``model`` (default mode scene)."""
+    kw = {"mode": "scene", "tile_size": 52, "align": "none", "selfcheck": False, **kw}
+    return geosr.superresolve(case["source"], case["guide"], SCALE, model=model, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -109,14 +115,96 @@ def test_lazy_training_draws_its_windows_from_the_lazy_arrays():
     assert trained.details["windows"] == 64 and trained.scale == SCALE
 
 
-def test_auto_mode_is_per_tile_for_one_tile_and_scene_for_more(case):
+def test_auto_mode_is_per_tile_for_one_tile_hybrid_for_a_few_and_scene_for_many(case, caplog):
+    import logging
+
+    from geosr.spec import HYBRID_MAX_TILES
+
     one = geosr.superresolve(case["source"], case["guide"], SCALE, align="none", selfcheck=False)
     assert len(one.chunks[0]) * len(one.chunks[1]) == 1 and one.attrs["geosr_mode"] == "tile"
-    many = geosr.superresolve(case["source"], case["guide"], SCALE, tile_size=52, epochs=1, align="none",
+    assert one.attrs["geosr_mode_reason"] == "auto: 1 tile, fitted on its own"
+    with caplog.at_level(logging.INFO, logger="geosr"):
+        few = geosr.superresolve(case["source"], case["guide"], SCALE, tile_size=52, epochs=1, train_steps=1,
+                                 align="none", selfcheck=False)
+    assert few.attrs["geosr_mode"] == "hybrid"
+    assert few.attrs["geosr_mode_reason"].startswith("auto: 4 tile(s)") and "fine-tuned for 1 epochs" in \
+        few.attrs["geosr_mode_reason"]
+    assert any("mode hybrid (auto: 4 tile(s)" in r.getMessage() for r in caplog.records)
+    many = geosr.superresolve(case["source"], case["guide"], SCALE, tile_size=20, train_steps=1, align="none",
                               selfcheck=False)
-    assert many.attrs["geosr_mode"] == "scene"
-    assert geosr.superresolve(case["source"], case["guide"], SCALE, "bicubic", tile_size=52).attrs["geosr_mode"] == "tile"
-    with pytest.raises(InputError, match="batch_size applies to mode='scene'"):
+    assert len(many.chunks[0]) * len(many.chunks[1]) > HYBRID_MAX_TILES and many.attrs["geosr_mode"] == "scene"
+    assert "one network for the whole raster" in many.attrs["geosr_mode_reason"]
+    bicubic = geosr.superresolve(case["source"], case["guide"], SCALE, "bicubic", tile_size=52)
+    assert bicubic.attrs["geosr_mode"] == "tile" and "geosr_mode_reason" not in bicubic.attrs
+    with pytest.raises(InputError, match="batch_size sets the scene network's training"):
         geosr.superresolve(case["source"], case["guide"], SCALE, mode="tile", batch_size=2)
     with pytest.raises(InputError, match="mode must be one of"):
         geosr.superresolve(case["source"], case["guide"], SCALE, mode="scenes")
+
+
+TUNE_EPOCHS = 60
+
+
+def test_hybrid_mode_fine_tunes_the_scene_network_on_each_tile(case, tiled_scene):
+    """The scene model of ``tiled_scene``, fine-tuned on each of the 2 x 2 tiles (model= skips the
+    training): closer to the truth than the scene network alone, and still without seams."""
+    (ys, xs), scene_out = tiled_scene
+    lazy = with_model(case, scene_out.encoding["geosr_model"], mode="hybrid", epochs=TUNE_EPOCHS)
+    out = lazy.compute()
+    truth = case["truth"]
+    scene_error, hybrid_error = rmse(scene_out.values, truth), rmse(out.values, truth)
+    print(f"hybrid, {TUNE_EPOCHS} epochs per tile from the scene model: RMSE {hybrid_error:.4f} m "
+          f"against {scene_error:.4f} m for the scene model alone")
+    assert hybrid_error < 0.97 * scene_error
+    assert out.attrs["geosr_mode"] == "hybrid" and [len(c) for c in lazy.chunks] == [2, 2]
+    jumps = border_jump_ratio(hillshade(out.values, abs(out.rio.transform().a)), np.cumsum(ys)[:-1],
+                              np.cumsum(xs)[:-1])
+    assert jumps <= 1.5
+
+
+def test_no_fine_tuning_is_the_scene_network_itself():
+    """A fit that starts from a scene model and runs 0 epochs predicts what the scene model does."""
+    rng = np.random.default_rng(1)
+    lr, g = rng.random((20, 20)), rng.random((3, 80, 80))
+    model = train([lr], [g], SCALE, epochs=3, channels=CHANNELS)
+    pair = prepare_pair(lr, g, SCALE)
+    tuned, details = mmsr.run(pair, init=model, epochs=0)
+    np.testing.assert_allclose(tuned, predict(model, pair)[0], rtol=0, atol=1e-9)
+    assert details["start"] == "scene model" and details["config"]["channels"] == CHANNELS
+    assert not np.allclose(mmsr.run(pair, init=model, epochs=5)[0], tuned)
+
+
+def test_a_saved_model_gives_the_run_that_trained_it(case, tiled_scene, tmp_path):
+    (_, _), out = tiled_scene
+    path = geosr.save_model(out, tmp_path / "scene.npz")
+    with pytest.raises(InputError, match="exists; pass overwrite=True"):
+        geosr.save_model(out, path)
+    again = with_model(case, str(path)).compute()
+    np.testing.assert_array_equal(again.values, out.values)
+    assert again.attrs["geosr_options"] != out.attrs["geosr_options"]  # "given (<hash>)" against "trained ..."
+    assert "given (" in again.attrs["geosr_options"]
+    model = load(path)
+    assert model.details["windows"] > 0 and model.details["psf"] == "area" and model.config["channels"] == CHANNELS
+
+
+def test_a_model_that_does_not_fit_the_run_is_refused(case, tiled_scene, tmp_path):
+    (_, _), out = tiled_scene
+    model = out.encoding["geosr_model"]
+    np.savez(tmp_path / "other.npz", weights=np.ones(3))
+    (tmp_path / "text.npz").write_text("not a model")
+    for bad, message in [(tmp_path / "other.npz", "is not a geosr scene model"),
+                         (tmp_path / "text.npz", "cannot read the scene model")]:
+        with pytest.raises(InputError, match=message):
+            with_model(case, str(bad))
+    with pytest.raises(InputError, match="trained at scale 4; this run has scale 2"):
+        geosr.superresolve(case["source"], case["guide"], 2, mode="scene", model=model)
+    with pytest.raises(InputError, match="model= is a trained scene network"):
+        geosr.superresolve(case["source"], case["guide"], SCALE, mode="tile", model=model)
+    with pytest.raises(InputError, match="trained with 3 guide band"):
+        with_model(case, model, guide_bands=[1, 2])
+    with pytest.raises(InputError, match="model= is trained already"):
+        with_model(case, model, epochs=5)
+    with pytest.raises(InputError, match="this result has no scene model"):
+        geosr.save_model(geosr.superresolve(case["source"], case["guide"], SCALE, "bicubic"), tmp_path / "m.npz")
+    save(model, tmp_path / "kept.npz")
+    assert load(tmp_path / "kept.npz").state.keys() == model.state.keys()

@@ -3,6 +3,7 @@ import dask.array as da
 import pytest
 
 from geosr import InputError
+from geosr.methods.scene import HYBRID_PRESET, HYBRID_STEPS, TUNE_EPOCHS
 from geosr.spec import RunSpec, not_applying
 
 
@@ -20,13 +21,25 @@ def test_tags_read_back_as_the_same_planned_run():
     assert again.seed == 5
 
 
+def test_a_hybrid_run_reads_back_with_its_training_steps_and_why_auto_chose_it():
+    planned = RunSpec.build(scale=4, train_steps=40, batch_size=3, epochs=20, align="none").planned((300, 200))
+    tags = {k: str(v) for k, v in planned.tags().items()}
+    assert tags["geosr_mode"] == "hybrid" and tags["geosr_mode_reason"].startswith("auto: 6 tile(s)")
+    again = RunSpec.from_tags(tags).planned((300, 200))
+    assert (again.mode, again.train_steps, again.batch_size, again.options["epochs"]) == ("hybrid", 40, 3, 20)
+
+
 def test_defaults_are_settled_once_for_the_scale_and_the_raster():
     spec = RunSpec(scale=8)
     assert spec.feather_px == 16 and RunSpec(scale=2).feather_px == 8  # max(2 * scale, 8)
     one = spec.planned((40, 40))
     assert (one.tile_size, one.overlap, one.mode) == (64, 4, "tile")  # 512 // 8, ceil(32 / 8); one tile
-    many = spec.planned((400, 40))
-    assert many.mode == "scene" and many.batch_size is None
+    few = spec.planned((400, 40))  # 7 tiles
+    assert few.mode == "hybrid" and few.batch_size is None and few.tile_options()["epochs"] == TUNE_EPOCHS
+    assert few.train_options()["epochs"] == HYBRID_STEPS and few.train_options()["preset"] == HYBRID_PRESET
+    many = spec.planned((4000, 40))  # 63 tiles
+    assert many.mode == "scene" and many.train_options().get("epochs") is None  # the scene preset's
+    assert many.replace(options={"epochs": 7}).train_options()["epochs"] == 7  # scene: epochs count its steps
     assert RunSpec(method="cmsr").planned((400, 400)).mode == "tile"
     assert RunSpec(method="bicubic").align == "none"  # bicubic does not look at the guide
     assert RunSpec().selfcheck and not RunSpec(method="bicubic").selfcheck  # nothing to check without a guide
@@ -37,6 +50,7 @@ def test_token_follows_every_setting_and_the_inputs():
     base = RunSpec(scale=4, options={"epochs": 10}).planned((8, 8))
     assert base.token(lr, hr, None) == RunSpec(scale=4, options={"epochs": 10}).planned((8, 8)).token(lr, hr, None)
     others = [base.replace(exact=False), base.replace(options={"epochs": 11}), base.replace(feather=9.0),
+              base.replace(mode="hybrid"), base.replace(mode="hybrid", train_steps=5),
               base.replace(psf="gaussian")]
     tokens = {s.token(lr, hr, None) for s in others} | {base.token(lr, hr + 1, None)}
     assert base.token(lr, hr, None) not in tokens and len(tokens) == len(others) + 1
@@ -49,7 +63,7 @@ def test_bad_settings_are_refused_with_what_to_do():
         RunSpec(method="bicubic", quality=True, ensemble=3)
     with pytest.raises(InputError, match="method='cmsr' always runs tile by tile"):
         RunSpec(method="cmsr", mode="scene")
-    with pytest.raises(InputError, match="batch_size applies to mode='scene'"):
+    with pytest.raises(InputError, match="batch_size sets the scene network's training"):
         RunSpec(mode="tile", batch_size=4)
     with pytest.raises(InputError, match="tile_size must be an integer >= 1"):
         RunSpec(tile_size=0)

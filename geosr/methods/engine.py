@@ -22,11 +22,14 @@ from . import get_method
 from .scene import predict
 
 
-def run_pair(pair, method: str, options: dict, exact: bool, model=None) -> tuple[np.ndarray, dict]:
+def run_pair(pair, method: str, options: dict, exact: bool, model=None, tune: bool = False) -> tuple[np.ndarray, dict]:
     """(float32 HR output, details): the method's prediction where the guide is valid, bicubic where it
     is not, NaN where the source is not; cell means kept with ``exact``. ``model``: a trained
-    :class:`geosr.methods.scene.SceneModel`, which predicts instead of a fit (``options``: device, amp)."""
-    if model is not None:
+    :class:`geosr.methods.scene.SceneModel`, which predicts instead of a fit (``options``: device, amp),
+    or with ``tune`` is the fit's starting point (mode "hybrid")."""
+    if model is not None and tune:
+        prediction, details = get_method(method)(pair, init=model, **options)
+    elif model is not None:
         prediction, details = predict(model, pair, device=options.get("device"), amp=options.get("amp"))
     else:
         prediction, details = get_method(method)(pair, **options)

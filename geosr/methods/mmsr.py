@@ -92,12 +92,15 @@ def _check_config(cfg: MMSRConfig) -> None:
 
 
 def run(pair: Pair, preset: str | None = None, device=None, seed: int = 0, progress=None,
-        gradient_checkpointing: bool | None = None, amp: bool | None = None,
+        gradient_checkpointing: bool | None = None, amp: bool | None = None, init=None,
         **overrides) -> tuple[np.ndarray, dict]:
     """Fit MMSR on ``pair`` and return the HR prediction (float64, source units) and details.
 
-    ``amp``: bfloat16 mixed precision on CUDA (off by default). A network trained on a whole scene
-    predicts tiles through :func:`geosr.methods.engine.run_pair` instead (:mod:`geosr.methods.scene`).
+    ``amp``: bfloat16 mixed precision on CUDA (off by default). ``init``: a trained
+    :class:`geosr.methods.scene.SceneModel` to start from instead of random weights (mode
+    "hybrid"): its network, its weights and the statistics its inputs were standardised with;
+    ``preset`` and ``overrides`` then set only the schedule (epochs, lr, ...). A scene network
+    that predicts without fitting goes through :func:`geosr.methods.engine.run_pair` instead.
     """
     import torch
 
@@ -106,17 +109,20 @@ def run(pair: Pair, preset: str | None = None, device=None, seed: int = 0, progr
     from .nn.mmsr_net import MMSRNet
 
     cfg = config_for(preset, **overrides)
+    if init is not None:  # the network is the scene's; the schedule is this fit's
+        check_model_fits(init, pair)
+        cfg = dataclasses.replace(cfg, **{k: init.config[k] for k in NETWORK_FIELDS})
     dev = resolve_device(device)
     amp = mixed_precision(dev, amp)
     s = pair.scale
     # The network sees a mirrored margin beyond the raster's frame, and is scored without it.
     pair = pair.mirrored(margin_cells(cfg.source_neighbourhood, cfg.guide_neighbourhood, s))
-    mean, std = pair.source_statistics
+    mean, std = pair.source_statistics if init is None else (init.source_mean, init.source_std)
     tensor = partial(to_device, device=dev)
 
     source_in = tensor((pair.source_filled - mean) / std)[None, None]
     valid = tensor(pair.loss_valid)[None, None]
-    guide = tensor(pair.guide)[None]
+    guide = tensor(pair.guide if init is None else pair.guide_standardised(init.guide_mean, init.guide_std))[None]
     compose = _fallback_blend(pair, mean, std, tensor)
 
     h, w = pair.hr_shape
@@ -124,7 +130,10 @@ def run(pair: Pair, preset: str | None = None, device=None, seed: int = 0, progr
         gradient_checkpointing = h * w * cfg.channels > _CHECKPOINT_ABOVE
     net = seeded_init(seed, lambda: MMSRNet(pair.guide.shape[0], cfg.channels, cfg.source_neighbourhood,
                                             cfg.guide_neighbourhood,
-                                            gradient_checkpointing=gradient_checkpointing)).to(dev)
+                                            gradient_checkpointing=gradient_checkpointing))
+    if init is not None:
+        net.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in init.state.items()})
+    net.to(dev)
     with deterministic_kernels(dev):
         schedule = Schedule(cfg.epochs, cfg.lr, cfg.lr_decay, cfg.lr_decay_every)
         net.train()
@@ -140,9 +149,21 @@ def run(pair: Pair, preset: str | None = None, device=None, seed: int = 0, progr
         with torch.no_grad(), autocast(dev, amp):
             pred = pair.crop(net(guide, source_in)[0, 0]).double().cpu().numpy()
     details = {"config": dataclasses.asdict(cfg), "preset": preset or DEFAULT_PRESET, "psf": pair.psf.describe(),
+               "start": "random" if init is None else "scene model",
                "device": str(dev),
                "seed": seed, "amp": amp, "loss_history": history, "loss_cells": int(valid.sum().item())}
     return pred * std + mean, details
+
+
+# The fields of MMSRConfig that shape the network (the rest set the optimisation).
+NETWORK_FIELDS = ("channels", "source_neighbourhood", "guide_neighbourhood")
+
+
+def check_model_fits(model, pair: Pair) -> None:
+    """A scene model runs on a pair only at its scale and with its number of guide bands."""
+    if pair.scale != model.scale or pair.guide.shape[0] != model.guide_bands:
+        raise InputError(f"this scene model was trained at scale {model.scale} with {model.guide_bands} guide band(s); "
+                         f"the pair has scale {pair.scale} and {pair.guide.shape[0]}")
 
 
 def margin_cells(source_neighbourhood: int, guide_neighbourhood: int, scale: int) -> int:

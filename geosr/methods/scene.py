@@ -27,6 +27,13 @@ from ..core.psf import AREA
 WINDOW = 192
 WINDOWS = 64
 BATCH = 4
+# mode="hybrid": the network (an MMSR preset), its training steps on the scene, then the epochs each
+# tile pair fine-tunes it for. Chosen by measurement (benchmarks/modes.py, RESULTS section 17): on the
+# fieldimager DSM in 2 x 2 tiles, 16 channels at 100 + 100 gave 0.775x bicubic in 149 s, against
+# 0.763x in 710 s per tile from scratch and 0.782x in 445 s for the scene network alone.
+HYBRID_PRESET = "fast"
+HYBRID_STEPS = 100
+TUNE_EPOCHS = 100
 # A window is used for training only if this share of its guide pixels is valid.
 MIN_GUIDE_VALID = 0.25
 
@@ -67,6 +74,44 @@ class SceneModel:
 
 
 _STATE = "state/"
+# What a model file says it is, so another .npz is refused with a clear message.
+MODEL_FORMAT = "geosr-scene-model/1"
+
+
+def save(model: SceneModel, path) -> None:
+    """Write ``model`` to ``path`` (numpy ``.npz``: arrays and a JSON string, no code), atomically."""
+    from ..runtime.files import atomic_write
+
+    arrays = {"format": np.array(MODEL_FORMAT), **model.to_arrays()}
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def load(path) -> SceneModel:
+    """The model :func:`save` wrote to ``path``; loading runs no code (``allow_pickle=False``)."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (OSError, ValueError) as e:
+        raise InputError(f"cannot read the scene model {path} ({e}): give a file that a geosr run saved "
+                         "(--model-out, geosr.save_model)") from None
+    if str(arrays.pop("format", "")) != MODEL_FORMAT:
+        raise InputError(f"{path} is not a geosr scene model ({MODEL_FORMAT}): give a file that a geosr run "
+                         "saved (--model-out, geosr.save_model)")
+    try:
+        return SceneModel.from_arrays(arrays)
+    except (KeyError, ValueError, TypeError) as e:
+        raise InputError(f"the scene model {path} is incomplete ({e}); save it again") from None
+
+
+def fingerprint(model: SceneModel) -> str:
+    """A short hash of the model's weights and settings: equal models, equal hash."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, a in sorted(model.to_arrays().items()):
+        a = np.ascontiguousarray(a)
+        h.update(name.encode() + str(a.dtype).encode() + str(a.shape).encode() + a.tobytes())
+    return h.hexdigest()[:16]
 
 
 def windows(lr_shape, scale: int, count: int = WINDOWS, window: int = WINDOW, seed: int = 0):
@@ -152,7 +197,10 @@ def train(sources, guides, scale: int, *, preset=None, epochs=None, batch_size: 
         history = optimise(net.param_groups(cfg.guide_weight_decay), step_loss, schedule, progress=progress,
                            description="scene")
     state = {k: v.detach().cpu().numpy() for k, v in net.state_dict().items()}
-    details = {"windows": len(pairs), "batch_size": batch_size, "device": str(dev), "amp": amp, "seed": seed,
+    from .._version import __version__
+
+    details = {"geosr_version": __version__, "psf": (psf or AREA).describe(), "windows": len(pairs),
+               "batch_size": batch_size, "device": str(dev), "amp": amp, "seed": seed,
                "seconds": time.perf_counter() - t0, "loss_history": history}
     return SceneModel(dataclasses.asdict(cfg), scale, int(guide.shape[1]), source_mean, source_std, guide_mean,
                       guide_std, state, details)
@@ -163,12 +211,10 @@ def predict(model: SceneModel, pair, device=None, amp: bool | None = None) -> tu
     import torch
 
     from .fit import autocast, mixed_precision, resolve_device, to_device
-    from .mmsr import margin_cells
+    from .mmsr import check_model_fits, margin_cells
     from .nn.mmsr_net import MMSRNet
 
-    if pair.scale != model.scale or pair.guide.shape[0] != model.guide_bands:
-        raise InputError(f"this scene model was trained at scale {model.scale} with {model.guide_bands} guide band(s); "
-                         f"the pair has scale {pair.scale} and {pair.guide.shape[0]}")
+    check_model_fits(model, pair)
     dev = resolve_device(device)
     amp = mixed_precision(dev, amp)
     cfg = model.config

@@ -8,14 +8,19 @@ training is lazy.
 """
 from __future__ import annotations
 
+import logging
+
 from ..runtime import provenance
 from ..runtime.checkpoint import Location, TileStore
 from ..runtime.cluster import current_client, gpu_resources
 from ..methods import selfcheck
+from ..spec import TRAINED
 from . import assemble, tiling
 from .coregister import coregister, guide_roles
 from .inputs import data_bands
-from .train import train_scene
+from .train import as_task, scene_model
+
+LOG = logging.getLogger("geosr")
 
 
 def run(source, guide, spec, checkpoint=None, resume: bool = False, overwrite: bool = False, client=None):
@@ -32,6 +37,8 @@ def run(source, guide, spec, checkpoint=None, resume: bool = False, overwrite: b
 def _band(source, guide, spec, checkpoint, resume, overwrite, client):
     co = coregister(source, guide, spec)  # 1. the inputs on the output grid
     spec = co.settled(spec).planned(co.src.shape)  # 2. the sensor model; tile size, halo and mode for this raster
+    if spec.mode_reason:
+        LOG.info("mode %s (%s)", spec.mode, spec.mode_reason)
     token = spec.token(co.lr, co.hr_guide, co.alignment)
     tags = spec.tags(co.alignment, co.hr_box.affine)
     if co.sensor is not None:
@@ -56,11 +63,12 @@ def _band(source, guide, spec, checkpoint, resume, overwrite, client):
         tags["geosr_selfcheck"] = "off"
     resources = gpu_resources(client)
     # 4. one network for the scene, now; 5-7. the tiles fitted, blended and made exact, lazily
-    model = train_scene(co.lr, co.hr_guide, spec, token, store, resources, client) if spec.mode == "scene" else None
+    model = scene_model(co.lr, co.hr_guide, spec, token, store, resources, client) if spec.mode in TRAINED else None
     data = tiling.tiled(co.lr, co.hr_guide, spec.scale, spec.tile_size, spec.overlap, tiling.kernel(spec), spec.exact,
-                        token, model, store, resources, spec.psf)
+                        token, None if model is None else as_task(model, token), store, resources, spec.psf)
     out = assemble.output(data, source, co, spec, tags, input_files)  # 8. the georeferenced DataArray
     out.encoding["geosr_selfcheck"] = [] if check is None else [check]
+    out.encoding["geosr_model"] = model
     return out
 
 

@@ -187,14 +187,16 @@ def _assemble(shape, dtype, blocks, lead, rows, cols):
 def kernel(spec, **changes):
     """The fit function of ``spec``'s tiles (:func:`fit_tile` with the settings it needs, picklable)."""
     return partial(fit_tile, scale=spec.scale, exact=spec.exact, feather=spec.feather, psf=spec.psf,
-                   **{"method": spec.method, "options": spec.options, **changes})
+                   **{"method": spec.method, "options": spec.tile_options(), "tune": spec.mode == "hybrid",
+                      **changes})
 
 
-def fit_tile(source, guide, model=None, *, scale, method, options, exact, feather, psf, frame=FRAME):
+def fit_tile(source, guide, model=None, *, scale, method, options, exact, feather, psf, tune=False, frame=FRAME):
     """One tile pair through the engine (:func:`geosr.methods.engine.run_pair`; runs in a dask worker).
 
-    ``model``: a trained scene model; ``frame``: the tile's sides on the raster's edge. The pipeline has
-    checked the arrays and options already; a tile with no valid guide pixel is bicubic."""
+    ``model``: a trained scene model, run on the tile, or with ``tune`` fine-tuned on it first;
+    ``frame``: the tile's sides on the raster's edge. The pipeline has checked the arrays and
+    options already; a tile with no valid guide pixel is bicubic."""
     if not np.isfinite(source).any():
         return np.full((source.shape[0] * scale, source.shape[1] * scale), np.nan, np.float32)
     if not np.isfinite(guide).all(axis=0).any():  # no guide here: bicubic, nothing to fit
@@ -202,7 +204,7 @@ def fit_tile(source, guide, model=None, *, scale, method, options, exact, feathe
     with fit_slot():
         pair = prepare_pair(source, guide, scale, feather=feather, psf=psf)
         pair.frame = tuple(frame)
-        return run_pair(pair, method, {"progress": False, **options}, exact, model)[0]
+        return run_pair(pair, method, {"progress": False, **options}, exact, model, tune)[0]
 
 
 def _tile_task(lr, hr_guide, wy, wx, fit, frame, model=None, store=None, tile=None):

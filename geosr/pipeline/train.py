@@ -10,20 +10,27 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 
+from ..errors import InputError
 from ..methods.scene import train, windows
 from ..runtime.checkpoint import open_task
 from ..runtime.cluster import current_client, in_worker
 from ..runtime.memory import reuse_freed_memory
 
 
-def train_scene(lr, hr_guide, spec, token: str, store=None, resources=None, client=None):
-    """The trained scene model of a planned ``spec``, as a dask Delayed for the tile graph."""
+def scene_model(lr, hr_guide, spec, token: str, store=None, resources=None, client=None):
+    """The scene model of a planned ``spec``: the one it was given (checked against the guide), or one trained now."""
+    if spec.model is None:
+        return _compute_now(lazy_train(lr, hr_guide, spec.scale, spec.train_options(), token, store, resources), client)
+    if spec.model.guide_bands != hr_guide.shape[0]:
+        raise InputError(f"the scene model was trained with {spec.model.guide_bands} guide band(s); this run's guide "
+                         f"has {hr_guide.shape[0]}: give the same guide bands (guide_bands=, --guide-bands)")
+    return spec.model
+
+
+def as_task(model, token: str):
+    """A scene model as a dask Delayed that every tile's fit task depends on."""
     import dask
 
-    options = {k: v for k, v in spec.options.items() if k != "gradient_checkpointing"}
-    options.update({"batch_size": spec.batch_size} if spec.batch_size is not None else {})
-    options["psf"] = spec.psf
-    model = _compute_now(lazy_train(lr, hr_guide, spec.scale, options, token, store, resources), client)
     return dask.delayed(model, name=f"geosr-model-{token}", traverse=False)
 
 

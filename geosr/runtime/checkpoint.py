@@ -221,23 +221,17 @@ class TileStore:
         return self._model.exists()
 
     def load_model(self):
-        from ..methods.scene import SceneModel
+        from ..methods import scene
 
         try:
-            with np.load(self._model, allow_pickle=False) as f:
-                arrays = {k: f[k] for k in f.files}
-            return SceneModel.from_arrays(arrays)
-        except (OSError, ValueError, KeyError) as e:
-            raise InputError(f"cannot read the scene model {self._model} ({e}); pass --overwrite "
-                             "(overwrite=True) to train it again") from None
+            return scene.load(self._model)
+        except InputError as e:
+            raise InputError(f"{e}; or pass --overwrite (overwrite=True) to train it again") from None
 
     def save_model(self, model) -> None:
-        arrays = model.to_arrays()
+        from ..methods import scene
 
-        def write(f):
-            np.savez(f, **arrays)
-
-        atomic_write(self._model, write)
+        scene.save(model, self._model)
 
     def remove(self) -> None:
         """Delete what geosr wrote here, the folder if that empties it, and emptied group folders around it."""
