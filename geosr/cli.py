@@ -253,6 +253,12 @@ def _spec(ctx, method, scale, settings: dict, flags: dict) -> RunSpec:
     for name in ("batch_size", "train_steps", "model_in", "model_out"):
         if given(name) and flags["mode"] == "tile":
             raise InputError(f"{flag[name]} sets the scene network; it does not apply to --mode tile")
+    if given("model_out") and flags["mode"] not in ("scene", "hybrid"):
+        raise InputError("--model-out saves the scene network a run trains: give --mode scene or --mode hybrid "
+                         "(--mode auto may fit a one-tile raster without one)")
+    if given("model_out") and isinstance(settings["band"], (str, list)):
+        raise InputError("--model-out saves one band's scene network; run each band with --band N and its own "
+                         "--model-out")
     options = {}
     if method == "mmsr":
         options = {k: flags[k] for k in ("preset", "epochs", "device", "seed", "progress")}
@@ -311,10 +317,6 @@ def _run(source, guides, output, spec, bounds, cog, creation_options, overwrite,
         for check in result.encoding.get("geosr_selfcheck", ()):
             if check.helps is not False:
                 click.echo(check.message(result.attrs.get("units", "")), err=True)
-    if model_out is not None and result.encoding.get("geosr_model") is None:
-        mode = result.attrs.get("geosr_mode", "of several bands")
-        raise InputError(f"--model-out: this run trains no scene model (mode {mode}); give --mode scene or hybrid, "
-                         "and one source band")
     if resume and not quiet:
         stores = stores_of(result)
         n = math.prod(len(c) for c in result.chunks)  # tiles, times bands

@@ -109,12 +109,16 @@ class RunSpec:
         for name in ("batch_size", "train_steps"):
             if getattr(self, name) is not None:
                 if self.mode == "tile" or self.method != "mmsr":
+                    which = f"mode={self.mode!r}" if self.method == "mmsr" else f"method={self.method!r}"
                     raise InputError(f"{name} sets the scene network's training: it applies to method='mmsr' with "
-                                     f"mode 'scene', 'hybrid' or 'auto', not mode={self.mode!r}")
+                                     f"mode 'scene', 'hybrid' or 'auto', not {which}")
                 set_(name, positive_int(getattr(self, name), name))
         if self.model is not None:
             set_("model", given_model(self.model, self))
-        if self.mode == "scene" and self.train_steps is not None and self.options.get("epochs") is not None:
+            if self.ensemble is not None:
+                raise InputError("an ensemble spread needs runs that differ by their seed, and with a given scene "
+                                 "model they do not: leave ensemble out, or model= to train one per seed")
+        if self.epochs_are_steps and self.train_steps is not None and self.options.get("epochs") is not None:
             raise InputError("in mode='scene', epochs and train_steps both count the scene network's steps: "
                              "give one of them")
         if self.tile_size is not None:
@@ -179,7 +183,7 @@ class RunSpec:
         from .methods.scene import HYBRID_PRESET, HYBRID_STEPS
 
         options = {k: v for k, v in self.options.items() if k != "gradient_checkpointing"}
-        if self.mode == "hybrid":  # epochs are the tiles' fine-tuning
+        if not self.epochs_are_steps:  # epochs are the tiles' (fine-tuning in hybrid mode)
             options.pop("epochs", None)
             options["preset"] = options.get("preset") or HYBRID_PRESET
         steps = self.train_steps if self.train_steps is not None or self.mode != "hybrid" else HYBRID_STEPS
@@ -210,6 +214,12 @@ class RunSpec:
                              "in the guide its fallback ramp must reach, and its seams would differ from the rest. "
                              "Raise the overlap or lower the feather.")
         return self.overlap
+
+    @property
+    def epochs_are_steps(self) -> bool:
+        """Whether ``epochs`` counts the scene network's steps: in mode scene as given, not as chosen by auto,
+        where epochs are per tile (in tile and hybrid mode)."""
+        return self.mode == "scene" and not self.mode_reason
 
     @property
     def model_fingerprint(self) -> str | None:
@@ -264,7 +274,8 @@ class RunSpec:
                      resampling=tag("geosr_guide_resampling"), feather=tag("geosr_feather", float),
                      psf=tag("geosr_psf"), psf_sigma=tag("geosr_psf_sigma", float),
                      tile_size=tag("geosr_tile_size", int), overlap=tag("geosr_overlap", int),
-                     mode=tag("geosr_mode"), batch_size=batch_size, train_steps=train_steps)
+                     mode=tag("geosr_mode"), mode_reason=tag("geosr_mode_reason"), batch_size=batch_size,
+                     train_steps=train_steps)
         if "flat_mask" not in overrides:
             found["flat_mask"] = flatmask.from_attribute(attrs.get("geosr_flat_mask"))
         found = {k: v for k, v in found.items() if v is not None}
@@ -306,10 +317,10 @@ def auto_mode(tiles: int, have_model: bool, epochs: int | None = None) -> tuple[
         return "tile", "auto: 1 tile, fitted on its own"
     if tiles <= HYBRID_MAX_TILES:
         start = "the given scene model" if have_model else "a short training on the whole raster"
-        return "hybrid", (f"auto: {tiles} tile(s) (up to {HYBRID_MAX_TILES}), each fine-tuned for {epochs or TUNE_EPOCHS} "
+        return "hybrid", (f"auto: {tiles} tile(s) (up to {HYBRID_MAX_TILES}), each fine-tuned for {TUNE_EPOCHS if epochs is None else epochs} "
                           f"epochs from {start}")
     return "scene", (f"auto: {tiles} tiles (more than {HYBRID_MAX_TILES}), one network for the whole raster run on "
-                     "every tile")
+                     "every tile" + ("" if epochs is None else " (epochs, which count per tile, do not apply)"))
 
 
 def given_model(model, spec: RunSpec):
@@ -319,14 +330,14 @@ def given_model(model, spec: RunSpec):
     if spec.method != "mmsr" or spec.mode == "tile":
         raise InputError("model= is a trained scene network: it applies to method='mmsr' in mode 'scene', "
                          f"'hybrid' or 'auto', not method={spec.method!r} mode={spec.mode!r}")
-    steps = spec.mode == "scene" and spec.options.get("epochs") is not None  # epochs count its steps there
+    steps = spec.epochs_are_steps and spec.options.get("epochs") is not None
     if spec.train_steps is not None or spec.batch_size is not None or steps:
         raise InputError("model= is trained already: train_steps, batch_size (and in mode scene, epochs) set a "
                          "training; leave them out")
+    from .methods.mmsr import check_model_fits
+
     found = model if isinstance(model, scene.SceneModel) else scene.load(model)
-    if found.scale != spec.scale:
-        raise InputError(f"the scene model was trained at scale {found.scale}; this run has scale {spec.scale}: "
-                         "train a model at this scale (leave model= out)")
+    check_model_fits(found, spec.scale)
     return found
 
 

@@ -229,6 +229,8 @@ def test_swapped_source_and_guide_are_refused(files, tmp_path):
     (["--mode", "tile", "--batch-size", "2"], "does not apply to --mode tile"),
     (["--mode", "tile", "--model-out", "m.npz"], "--model-out sets the scene network; it does not apply to --mode tile"),
     (["--method", "bicubic", "--train-steps", "5"], "--train-steps does not apply to --method bicubic"),
+    (["--model-out", "m.npz"], "--model-out saves the scene network a run trains: give --mode scene"),
+    (["--mode", "scene", "--band", "all", "--model-out", "m.npz"], "run each band with --band N"),
 ])
 def test_options_the_method_would_ignore_are_refused(files, tmp_path, args, message):
     _fails([files["source"], files["guide"], *args, "-o", tmp_path / "o.tif"], tmp_path,

@@ -97,7 +97,7 @@ def test_scene_model_travels_and_checks_what_it_is_given():
     a, _ = predict(model, pair)
     b, _ = predict(restored, pair)
     np.testing.assert_array_equal(a, b)
-    with pytest.raises(InputError, match="trained at scale 4 with 3 guide band"):
+    with pytest.raises(InputError, match="trained with 3 guide band"):
         predict(model, prepare_pair(lr, g[:2], SCALE))
     with pytest.raises(InputError, match="no training window"):
         train([lr], [np.full((3, 96, 96), np.nan)], SCALE, epochs=1)
@@ -192,8 +192,10 @@ def test_a_model_that_does_not_fit_the_run_is_refused(case, tiled_scene, tmp_pat
     model = out.encoding["geosr_model"]
     np.savez(tmp_path / "other.npz", weights=np.ones(3))
     (tmp_path / "text.npz").write_text("not a model")
+    (tmp_path / "empty.npz").touch()
     for bad, message in [(tmp_path / "other.npz", "is not a geosr scene model"),
-                         (tmp_path / "text.npz", "cannot read the scene model")]:
+                         (tmp_path / "text.npz", "cannot read the scene model"),
+                         (tmp_path / "empty.npz", "cannot read the scene model")]:
         with pytest.raises(InputError, match=message):
             with_model(case, str(bad))
     with pytest.raises(InputError, match="trained at scale 4; this run has scale 2"):
@@ -204,6 +206,10 @@ def test_a_model_that_does_not_fit_the_run_is_refused(case, tiled_scene, tmp_pat
         with_model(case, model, guide_bands=[1, 2])
     with pytest.raises(InputError, match="model= is trained already"):
         with_model(case, model, epochs=5)
+    with pytest.raises(InputError, match="with a given scene model they do not"):
+        with_model(case, model, quality=True, ensemble=2)
+    with pytest.raises(InputError, match="superresolve_array fits one pair"):
+        geosr.superresolve_array(np.ones((8, 8)), np.ones((3, 32, 32)), SCALE, model=model)
     with pytest.raises(InputError, match="this result has no scene model"):
         geosr.save_model(geosr.superresolve(case["source"], case["guide"], SCALE, "bicubic"), tmp_path / "m.npz")
     save(model, tmp_path / "kept.npz")

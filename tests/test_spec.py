@@ -39,7 +39,12 @@ def test_defaults_are_settled_once_for_the_scale_and_the_raster():
     assert few.train_options()["epochs"] == HYBRID_STEPS and few.train_options()["preset"] == HYBRID_PRESET
     many = spec.planned((4000, 40))  # 63 tiles
     assert many.mode == "scene" and many.train_options().get("epochs") is None  # the scene preset's
-    assert many.replace(options={"epochs": 7}).train_options()["epochs"] == 7  # scene: epochs count its steps
+    assert many.replace(options={"epochs": 7}).train_options().get("epochs") is None  # auto: epochs are per tile
+    assert "do not apply" in RunSpec(scale=8, options={"epochs": 7}).planned((4000, 40)).mode_reason
+    auto = RunSpec.build(scale=8, train_steps=40, epochs=20).planned((4000, 40))
+    assert auto.mode == "scene" and auto.train_options()["epochs"] == 40
+    assert RunSpec.from_tags(auto.tags()).train_options()["epochs"] == 40
+    assert RunSpec(scale=8, mode="scene", options={"epochs": 7}).planned((4000, 40)).train_options()["epochs"] == 7
     assert RunSpec(method="cmsr").planned((400, 400)).mode == "tile"
     assert RunSpec(method="bicubic").align == "none"  # bicubic does not look at the guide
     assert RunSpec().selfcheck and not RunSpec(method="bicubic").selfcheck  # nothing to check without a guide

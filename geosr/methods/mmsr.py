@@ -110,7 +110,7 @@ def run(pair: Pair, preset: str | None = None, device=None, seed: int = 0, progr
 
     cfg = config_for(preset, **overrides)
     if init is not None:  # the network is the scene's; the schedule is this fit's
-        check_model_fits(init, pair)
+        check_model_fits(init, pair.scale, pair.guide.shape[0])
         cfg = dataclasses.replace(cfg, **{k: init.config[k] for k in NETWORK_FIELDS})
     dev = resolve_device(device)
     amp = mixed_precision(dev, amp)
@@ -159,11 +159,14 @@ def run(pair: Pair, preset: str | None = None, device=None, seed: int = 0, progr
 NETWORK_FIELDS = ("channels", "source_neighbourhood", "guide_neighbourhood")
 
 
-def check_model_fits(model, pair: Pair) -> None:
-    """A scene model runs on a pair only at its scale and with its number of guide bands."""
-    if pair.scale != model.scale or pair.guide.shape[0] != model.guide_bands:
-        raise InputError(f"this scene model was trained at scale {model.scale} with {model.guide_bands} guide band(s); "
-                         f"the pair has scale {pair.scale} and {pair.guide.shape[0]}")
+def check_model_fits(model, scale: int, guide_bands: int | None = None) -> None:
+    """A scene model runs only at the scale and with the number of guide bands it was trained with."""
+    if scale != model.scale:
+        raise InputError(f"the scene model was trained at scale {model.scale}; this run has scale {scale}: "
+                         "train a model at this scale (leave model= out)")
+    if guide_bands is not None and guide_bands != model.guide_bands:
+        raise InputError(f"the scene model was trained with {model.guide_bands} guide band(s); this run's guide has "
+                         f"{guide_bands}: give the same guide bands (guide_bands=, --guide-bands)")
 
 
 def margin_cells(source_neighbourhood: int, guide_neighbourhood: int, scale: int) -> int:

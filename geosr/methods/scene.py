@@ -86,21 +86,25 @@ def save(model: SceneModel, path) -> None:
     atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
-def load(path) -> SceneModel:
-    """The model :func:`save` wrote to ``path``; loading runs no code (``allow_pickle=False``)."""
+GIVE_A_SAVED_ONE = "give a file that a geosr run saved (--model-out, geosr.save_model)"
+
+
+def load(path, hint: str = GIVE_A_SAVED_ONE) -> SceneModel:
+    """The model :func:`save` wrote to ``path``; loading runs no code (``allow_pickle=False``).
+    ``hint``: what the error message tells the user to do."""
+    import zipfile
+
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
-    except (OSError, ValueError) as e:
-        raise InputError(f"cannot read the scene model {path} ({e}): give a file that a geosr run saved "
-                         "(--model-out, geosr.save_model)") from None
-    if str(arrays.pop("format", "")) != MODEL_FORMAT:
-        raise InputError(f"{path} is not a geosr scene model ({MODEL_FORMAT}): give a file that a geosr run "
-                         "saved (--model-out, geosr.save_model)")
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise InputError(f"cannot read the scene model {path} ({e or 'empty'}): {hint}") from None
+    if not isinstance(arrays, dict) or str(arrays.pop("format", "")) != MODEL_FORMAT:
+        raise InputError(f"{path} is not a geosr scene model ({MODEL_FORMAT}): {hint}")
     try:
         return SceneModel.from_arrays(arrays)
     except (KeyError, ValueError, TypeError) as e:
-        raise InputError(f"the scene model {path} is incomplete ({e}); save it again") from None
+        raise InputError(f"the scene model {path} is incomplete ({e}): {hint}") from None
 
 
 def fingerprint(model: SceneModel) -> str:
@@ -214,7 +218,7 @@ def predict(model: SceneModel, pair, device=None, amp: bool | None = None) -> tu
     from .mmsr import check_model_fits, margin_cells
     from .nn.mmsr_net import MMSRNet
 
-    check_model_fits(model, pair)
+    check_model_fits(model, pair.scale, pair.guide.shape[0])
     dev = resolve_device(device)
     amp = mixed_precision(dev, amp)
     cfg = model.config

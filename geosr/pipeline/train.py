@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 
-from ..errors import InputError
+from ..methods.mmsr import check_model_fits
 from ..methods.scene import train, windows
 from ..runtime.checkpoint import open_task
 from ..runtime.cluster import current_client, in_worker
@@ -21,9 +21,7 @@ def scene_model(lr, hr_guide, spec, token: str, store=None, resources=None, clie
     """The scene model of a planned ``spec``: the one it was given (checked against the guide), or one trained now."""
     if spec.model is None:
         return _compute_now(lazy_train(lr, hr_guide, spec.scale, spec.train_options(), token, store, resources), client)
-    if spec.model.guide_bands != hr_guide.shape[0]:
-        raise InputError(f"the scene model was trained with {spec.model.guide_bands} guide band(s); this run's guide "
-                         f"has {hr_guide.shape[0]}: give the same guide bands (guide_bands=, --guide-bands)")
+    check_model_fits(spec.model, spec.scale, hr_guide.shape[0])
     return spec.model
 
 

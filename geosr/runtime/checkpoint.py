@@ -223,10 +223,7 @@ class TileStore:
     def load_model(self):
         from ..methods import scene
 
-        try:
-            return scene.load(self._model)
-        except InputError as e:
-            raise InputError(f"{e}; or pass --overwrite (overwrite=True) to train it again") from None
+        return scene.load(self._model, hint="pass --overwrite (overwrite=True) to train it again")
 
     def save_model(self, model) -> None:
         from ..methods import scene
