@@ -46,22 +46,15 @@ def load(name: str, folder: Path):
     import geosr
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from pipeline import _degrade
+    from pipeline import _degrade, wald_files
 
     if name == "fieldimager":
         truth = _degrade(SHARED / "fieldimager" / "dsm.tif", folder / "dsm_x4.tif", 4)[0]
         return (geosr.open_raster(str(folder / "dsm_x4.tif")),
                 geosr.open_raster(str(SHARED / "fieldimager" / "odm_orthophoto.tif")), 4, 52, truth, True)
     if name == "s2-wald":
-        from geosr.demo import GUIDE_BANDS, SOURCE_BAND, scene_dir
-
-        d = scene_dir()
-        truth = _degrade(d / f"s2_{SOURCE_BAND}.jp2", folder / "b11_40m.tif", 2)[0]
-        guides = []
-        for b in GUIDE_BANDS:
-            _degrade(d / f"s2_{b}.jp2", folder / f"{b}_20m.tif", 2)
-            guides.append(geosr.open_raster(str(folder / f"{b}_20m.tif")))
-        return geosr.open_raster(str(folder / "b11_40m.tif")), guides, 2, None, truth, False
+        truth, source, guides = wald_files(folder)
+        return geosr.open_raster(str(source)), [geosr.open_raster(str(g)) for g in guides], 2, None, truth, False
     kind, image = name[:-1], int(name[-1])
     npz = np.load(SHARED / "pixtransform" / f"{kind}_sample_images.npz")
     truth, guide = npz["target_imgs"][image].astype(np.float64), npz["guide_imgs"][image].astype(np.float64)

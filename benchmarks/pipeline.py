@@ -103,6 +103,19 @@ class _TrainTimer:
         return self._cb.__exit__(*exc)
 
 
+def wald_files(folder: Path):
+    """The Sentinel-2 Wald check's files in ``folder``: (truth, B11 at 40 m, [B04, B03, B02 at 20 m])."""
+    from geosr.demo import GUIDE_BANDS, SOURCE_BAND, scene_dir
+
+    d = scene_dir()
+    truth = _degrade(d / f"s2_{SOURCE_BAND}.jp2", folder / "b11_40m.tif", 2)[0]
+    guides = []
+    for b in GUIDE_BANDS:
+        _degrade(d / f"s2_{b}.jp2", folder / f"{b}_20m.tif", 2)
+        guides.append(folder / f"{b}_20m.tif")
+    return truth, folder / "b11_40m.tif", guides
+
+
 def case(name: str, method: str, options: dict) -> dict:
     """One case in this process; returns the row of the table."""
     from geosr.demo import GUIDE_BANDS, SOURCE_BAND, scene_dir
@@ -115,13 +128,8 @@ def case(name: str, method: str, options: dict) -> dict:
         values, seconds, shape, tiles = _run(tmp / "dsm_x4.tif", [DATA / "odm_orthophoto.tif"], 4, tmp / "out.tif",
                                              method, options)
     elif name == "s2-wald":
-        d = scene_dir()
-        truth = _degrade(d / f"s2_{SOURCE_BAND}.jp2", tmp / "b11_40m.tif", 2)[0]
-        guides = []
-        for b in GUIDE_BANDS:
-            _degrade(d / f"s2_{b}.jp2", tmp / f"{b}_20m.tif", 2)
-            guides.append(tmp / f"{b}_20m.tif")
-        values, seconds, shape, tiles = _run(tmp / "b11_40m.tif", guides, 2, tmp / "out.tif", method, options)
+        truth, source, guides = wald_files(tmp)
+        values, seconds, shape, tiles = _run(source, guides, 2, tmp / "out.tif", method, options)
         truth = truth[: shape[0], : shape[1]]
     elif name == "s2-scene":
         d = scene_dir()

@@ -156,9 +156,10 @@ def superresolve(source, guide, scale=RunSpec.scale, method: str = RunSpec.metho
         :data:`geosr.methods.scene.HYBRID_STEPS`, preset "fast"), then fine-tunes a copy on each
         tile pair for ``epochs`` (default :data:`geosr.methods.scene.TUNE_EPOCHS`): every tile
         pair still gets its own optimisation, from a good start. "auto" (default) is "tile" for
-        one tile, "hybrid" up to :data:`geosr.spec.HYBRID_MAX_TILES` tiles and "scene" beyond,
-        and says what it chose in ``attrs["geosr_mode_reason"]`` and the ``geosr`` log
-        (benchmarks/RESULTS.md section 17). The scene network is trained when this is called.
+        one tile and "scene" for more (hybrid at its defaults lost to scene mode on the
+        Sentinel-2 Wald check, benchmarks/RESULTS.md section 17), and says what it chose in
+        ``attrs["geosr_mode_reason"]`` and the ``geosr`` log. The scene network is trained when
+        this is called.
     model : a scene network trained by another run (its file from :func:`save_model` or
         ``--model-out``, or the :class:`geosr.methods.scene.SceneModel`), used instead of
         training one, in mode scene (run on every tile) or hybrid (fine-tuned on each): a

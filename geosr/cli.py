@@ -24,7 +24,7 @@ from .methods.mmsr import DEFAULT_PRESET, DEFAULT_SCENE_PRESET, PRESETS
 from .methods.scene import HYBRID_STEPS, TUNE_EPOCHS
 from .runtime import cluster
 from .runtime.cluster import SCHEDULERS
-from .spec import HYBRID_MAX_TILES, MODES, RunSpec, not_applying
+from .spec import MODES, RunSpec, not_applying
 
 RESAMPLINGS = ("auto", "nearest", "bilinear", "cubic", "cubic_spline", "lanczos", "average")
 
@@ -102,8 +102,7 @@ Examples:
               help="MMSR: tile = one network fitted per tile from scratch (the paper's per-pair optimisation, "
                    "cost x tiles); scene = one network trained on random windows of the whole raster, then run on "
                    "every tile; hybrid = that network trained briefly, then fine-tuned on each tile pair; "
-                   f"auto = tile for one tile, hybrid up to {HYBRID_MAX_TILES} tiles, scene beyond (it prints what "
-                   "it chose).")
+                   "auto = tile for one tile, scene for more (it prints what it chose).")
 @click.option("--epochs", type=click.IntRange(0), default=None,
               help=f"MMSR epochs per tile (default: the preset's in --mode tile, {TUNE_EPOCHS} of fine-tuning in "
                    "--mode hybrid); in --mode scene, the training's steps (as --train-steps). CMSR: steps per tile "

@@ -118,7 +118,8 @@ class RunSpec:
             if self.ensemble is not None:
                 raise InputError("an ensemble spread needs runs that differ by their seed, and with a given scene "
                                  "model they do not: leave ensemble out, or model= to train one per seed")
-        if self.epochs_are_steps and self.train_steps is not None and self.options.get("epochs") is not None:
+        explicit_scene = self.mode == "scene" and not self.mode_reason  # asked for, not chosen by auto
+        if explicit_scene and self.train_steps is not None and self.options.get("epochs") is not None:
             raise InputError("in mode='scene', epochs and train_steps both count the scene network's steps: "
                              "give one of them")
         if self.tile_size is not None:
@@ -172,7 +173,7 @@ class RunSpec:
         if self.method != "mmsr":
             mode = "tile"
         elif mode == "auto":
-            mode, reason = auto_mode(tiles, self.model is not None, self.options.get("epochs"))
+            mode, reason = auto_mode(tiles, self.model is not None)
         trained = mode in TRAINED
         return self.replace(tile_size=tile, overlap=overlap, mode=mode, mode_reason=reason,
                             batch_size=self.batch_size if trained else None,
@@ -183,8 +184,9 @@ class RunSpec:
         from .methods.scene import HYBRID_PRESET, HYBRID_STEPS
 
         options = {k: v for k, v in self.options.items() if k != "gradient_checkpointing"}
-        if not self.epochs_are_steps:  # epochs are the tiles' (fine-tuning in hybrid mode)
+        if not self.epochs_are_steps:  # epochs are the tiles' (hybrid), or train_steps count the steps
             options.pop("epochs", None)
+        if self.mode == "hybrid":
             options["preset"] = options.get("preset") or HYBRID_PRESET
         steps = self.train_steps if self.train_steps is not None or self.mode != "hybrid" else HYBRID_STEPS
         options.update({"epochs": steps} if steps is not None else {})
@@ -217,9 +219,8 @@ class RunSpec:
 
     @property
     def epochs_are_steps(self) -> bool:
-        """Whether ``epochs`` counts the scene network's steps: in mode scene as given, not as chosen by auto,
-        where epochs are per tile (in tile and hybrid mode)."""
-        return self.mode == "scene" and not self.mode_reason
+        """Whether ``epochs`` counts the scene network's steps: in mode scene unless ``train_steps`` is given."""
+        return self.mode == "scene" and self.train_steps is None
 
     @property
     def model_fingerprint(self) -> str | None:
@@ -305,22 +306,14 @@ class RunSpec:
                                "grid": [hr_box.crs.to_wkt(), list(hr_box.affine)[:6], list(hr_box.shape)]},
                 "inputs": inputs}
 
-# mode="auto" runs hybrid up to this many tiles and scene beyond (benchmarks/modes.py, RESULTS section 17).
-HYBRID_MAX_TILES = 16
-
-
-def auto_mode(tiles: int, have_model: bool, epochs: int | None = None) -> tuple[str, str]:
-    """(mode, why) for a raster of ``tiles`` tiles: each tile pair fitted as long as that stays affordable."""
-    from .methods.scene import TUNE_EPOCHS
-
-    if tiles == 1 and not have_model:
+def auto_mode(tiles: int, have_model: bool) -> tuple[str, str]:
+    """(mode, why) for a raster of ``tiles`` tiles. Hybrid is not chosen: at its defaults it beat scene mode on
+    one of the three rasters measured, and lost on the Sentinel-2 Wald check (benchmarks/RESULTS.md section 17)."""
+    if have_model:
+        return "scene", "auto: a scene model was given, run on every tile"
+    if tiles == 1:
         return "tile", "auto: 1 tile, fitted on its own"
-    if tiles <= HYBRID_MAX_TILES:
-        start = "the given scene model" if have_model else "a short training on the whole raster"
-        return "hybrid", (f"auto: {tiles} tile(s) (up to {HYBRID_MAX_TILES}), each fine-tuned for {TUNE_EPOCHS if epochs is None else epochs} "
-                          f"epochs from {start}")
-    return "scene", (f"auto: {tiles} tiles (more than {HYBRID_MAX_TILES}), one network for the whole raster run on "
-                     "every tile" + ("" if epochs is None else " (epochs, which count per tile, do not apply)"))
+    return "scene", f"auto: {tiles} tiles, one network trained on the whole raster and run on every tile"
 
 
 def given_model(model, spec: RunSpec):
@@ -330,7 +323,7 @@ def given_model(model, spec: RunSpec):
     if spec.method != "mmsr" or spec.mode == "tile":
         raise InputError("model= is a trained scene network: it applies to method='mmsr' in mode 'scene', "
                          f"'hybrid' or 'auto', not method={spec.method!r} mode={spec.mode!r}")
-    steps = spec.epochs_are_steps and spec.options.get("epochs") is not None
+    steps = spec.mode == "scene" and not spec.mode_reason and spec.options.get("epochs") is not None
     if spec.train_steps is not None or spec.batch_size is not None or steps:
         raise InputError("model= is trained already: train_steps, batch_size (and in mode scene, epochs) set a "
                          "training; leave them out")

@@ -115,25 +115,21 @@ def test_lazy_training_draws_its_windows_from_the_lazy_arrays():
     assert trained.details["windows"] == 64 and trained.scale == SCALE
 
 
-def test_auto_mode_is_per_tile_for_one_tile_hybrid_for_a_few_and_scene_for_many(case, caplog):
+def test_auto_mode_is_per_tile_for_one_tile_and_scene_for_more_and_says_so(case, caplog):
     import logging
-
-    from geosr.spec import HYBRID_MAX_TILES
 
     one = geosr.superresolve(case["source"], case["guide"], SCALE, align="none", selfcheck=False)
     assert len(one.chunks[0]) * len(one.chunks[1]) == 1 and one.attrs["geosr_mode"] == "tile"
     assert one.attrs["geosr_mode_reason"] == "auto: 1 tile, fitted on its own"
     with caplog.at_level(logging.INFO, logger="geosr"):
-        few = geosr.superresolve(case["source"], case["guide"], SCALE, tile_size=52, epochs=1, train_steps=1,
-                                 align="none", selfcheck=False)
-    assert few.attrs["geosr_mode"] == "hybrid"
-    assert few.attrs["geosr_mode_reason"].startswith("auto: 4 tile(s)") and "fine-tuned for 1 epochs" in \
-        few.attrs["geosr_mode_reason"]
-    assert any("mode hybrid (auto: 4 tile(s)" in r.getMessage() for r in caplog.records)
-    many = geosr.superresolve(case["source"], case["guide"], SCALE, tile_size=20, train_steps=1, align="none",
-                              selfcheck=False)
-    assert len(many.chunks[0]) * len(many.chunks[1]) > HYBRID_MAX_TILES and many.attrs["geosr_mode"] == "scene"
-    assert "one network for the whole raster" in many.attrs["geosr_mode_reason"]
+        many = geosr.superresolve(case["source"], case["guide"], SCALE, tile_size=52, epochs=1, align="none",
+                                  selfcheck=False)
+    assert many.attrs["geosr_mode"] == "scene" and many.attrs["geosr_mode_reason"].startswith("auto: 4 tiles")
+    assert any("mode scene (auto: 4 tiles" in r.getMessage() for r in caplog.records)
+    assert many.encoding["geosr_model"].config["epochs"] == 1  # under auto too, epochs count the scene's steps
+    given = geosr.superresolve(case["source"], case["guide"], SCALE, model=many.encoding["geosr_model"],
+                               align="none", selfcheck=False)  # one tile, and a model: run it
+    assert given.attrs["geosr_mode"] == "scene" and "a scene model was given" in given.attrs["geosr_mode_reason"]
     bicubic = geosr.superresolve(case["source"], case["guide"], SCALE, "bicubic", tile_size=52)
     assert bicubic.attrs["geosr_mode"] == "tile" and "geosr_mode_reason" not in bicubic.attrs
     with pytest.raises(InputError, match="batch_size sets the scene network's training"):

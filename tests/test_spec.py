@@ -21,12 +21,15 @@ def test_tags_read_back_as_the_same_planned_run():
     assert again.seed == 5
 
 
-def test_a_hybrid_run_reads_back_with_its_training_steps_and_why_auto_chose_it():
-    planned = RunSpec.build(scale=4, train_steps=40, batch_size=3, epochs=20, align="none").planned((300, 200))
+def test_a_hybrid_run_reads_back_with_its_training_steps():
+    planned = RunSpec.build(scale=4, mode="hybrid", train_steps=40, batch_size=3, epochs=20).planned((300, 200))
     tags = {k: str(v) for k, v in planned.tags().items()}
-    assert tags["geosr_mode"] == "hybrid" and tags["geosr_mode_reason"].startswith("auto: 6 tile(s)")
+    assert tags["geosr_mode"] == "hybrid" and "geosr_mode_reason" not in tags  # asked for, not chosen
     again = RunSpec.from_tags(tags).planned((300, 200))
     assert (again.mode, again.train_steps, again.batch_size, again.options["epochs"]) == ("hybrid", 40, 3, 20)
+    assert again.train_options()["epochs"] == 40 and again.tile_options()["epochs"] == 20
+    auto = RunSpec.build(scale=4, epochs=20).planned((300, 200))
+    assert RunSpec.from_tags(auto.tags()).mode_reason.startswith("auto: 6 tiles")
 
 
 def test_defaults_are_settled_once_for_the_scale_and_the_raster():
@@ -34,17 +37,15 @@ def test_defaults_are_settled_once_for_the_scale_and_the_raster():
     assert spec.feather_px == 16 and RunSpec(scale=2).feather_px == 8  # max(2 * scale, 8)
     one = spec.planned((40, 40))
     assert (one.tile_size, one.overlap, one.mode) == (64, 4, "tile")  # 512 // 8, ceil(32 / 8); one tile
-    few = spec.planned((400, 40))  # 7 tiles
-    assert few.mode == "hybrid" and few.batch_size is None and few.tile_options()["epochs"] == TUNE_EPOCHS
-    assert few.train_options()["epochs"] == HYBRID_STEPS and few.train_options()["preset"] == HYBRID_PRESET
-    many = spec.planned((4000, 40))  # 63 tiles
-    assert many.mode == "scene" and many.train_options().get("epochs") is None  # the scene preset's
-    assert many.replace(options={"epochs": 7}).train_options().get("epochs") is None  # auto: epochs are per tile
-    assert "do not apply" in RunSpec(scale=8, options={"epochs": 7}).planned((4000, 40)).mode_reason
-    auto = RunSpec.build(scale=8, train_steps=40, epochs=20).planned((4000, 40))
+    many = spec.planned((400, 40))  # 7 tiles
+    assert many.mode == "scene" and many.batch_size is None and many.train_options().get("epochs") is None
+    assert many.replace(options={"epochs": 7}).train_options()["epochs"] == 7  # scene: epochs count its steps
+    auto = RunSpec.build(scale=8, train_steps=40, epochs=20).planned((400, 40))  # train_steps win under auto
     assert auto.mode == "scene" and auto.train_options()["epochs"] == 40
-    assert RunSpec.from_tags(auto.tags()).train_options()["epochs"] == 40
-    assert RunSpec(scale=8, mode="scene", options={"epochs": 7}).planned((4000, 40)).train_options()["epochs"] == 7
+    hybrid = RunSpec(scale=8, mode="hybrid").planned((400, 40))
+    assert hybrid.tile_options()["epochs"] == TUNE_EPOCHS and hybrid.train_options()["epochs"] == HYBRID_STEPS
+    assert hybrid.train_options()["preset"] == HYBRID_PRESET
+    assert RunSpec(scale=8, mode="scene", train_steps=9).planned((400, 40)).train_options().get("preset") is None
     assert RunSpec(method="cmsr").planned((400, 400)).mode == "tile"
     assert RunSpec(method="bicubic").align == "none"  # bicubic does not look at the guide
     assert RunSpec().selfcheck and not RunSpec(method="bicubic").selfcheck  # nothing to check without a guide

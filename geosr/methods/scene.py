@@ -28,9 +28,10 @@ WINDOW = 192
 WINDOWS = 64
 BATCH = 4
 # mode="hybrid": the network (an MMSR preset), its training steps on the scene, then the epochs each
-# tile pair fine-tunes it for. Chosen by measurement (benchmarks/modes.py, RESULTS section 17): on the
-# fieldimager DSM in 2 x 2 tiles, 16 channels at 100 + 100 gave 0.775x bicubic in 149 s, against
-# 0.763x in 710 s per tile from scratch and 0.782x in 445 s for the scene network alone.
+# tile pair fine-tunes it for. Measured (benchmarks/modes.py, RESULTS section 17): on the fieldimager
+# DSM in 2 x 2 tiles, 16 channels at 100 + 100 gave 0.775x bicubic in 149 s, against 0.763x in 710 s
+# per tile from scratch and 0.782x in 445 s for the scene network alone; on the Sentinel-2 Wald
+# check it lost to the scene network (0.805x against 0.771x), so mode="auto" does not choose it.
 HYBRID_PRESET = "fast"
 HYBRID_STEPS = 100
 TUNE_EPOCHS = 100
