@@ -307,8 +307,9 @@ class RunSpec:
                 "inputs": inputs}
 
 def auto_mode(tiles: int, have_model: bool) -> tuple[str, str]:
-    """(mode, why) for a raster of ``tiles`` tiles. Hybrid is not chosen: at its defaults it beat scene mode on
-    one of the three rasters measured, and lost on the Sentinel-2 Wald check (benchmarks/RESULTS.md section 17)."""
+    """(mode, why) for a raster of ``tiles`` tiles. Hybrid is not chosen: at its defaults it beat scene mode on one
+    of four rasters measured, tied on one and lost on two, the Sentinel-2 Wald check among them
+    (benchmarks/RESULTS.md section 17)."""
     if have_model:
         return "scene", "auto: a scene model was given, run on every tile"
     if tiles == 1:
