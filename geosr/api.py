@@ -103,7 +103,7 @@ def superresolve_array(source, guide, scale=RunSpec.scale, method: str = RunSpec
     float32 array (H, W) in the source's units, NaN where the source is invalid.
     """
     spec = RunSpec.build(scale=scale, method=method, **settings)
-    if spec.model is not None or spec.train_steps is not None or spec.mode in TRAINED:
+    if spec.scene_model is not None or spec.train_steps is not None or spec.mode in TRAINED:
         raise InputError("superresolve_array fits one pair, with no scene network to train or reuse: mode 'scene' "
                          "or 'hybrid', train_steps and model= apply to geosr.superresolve on a raster of tiles")
     t0 = time.perf_counter()

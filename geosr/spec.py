@@ -75,7 +75,7 @@ class RunSpec:
     mode: str = "auto"
     batch_size: int | None = None
     train_steps: int | None = None  # the scene network's steps (scene, hybrid); default: methods.scene
-    model: object = None  # a trained scene network (SceneModel or its file) instead of training one
+    scene_model: object = None  # a trained scene network (SceneModel or its file) instead of training one
     mode_reason: str = ""  # why mode="auto" chose the mode (set by planned)
     align: object = DEFAULT_ALIGN
     flat_mask: object = None
@@ -113,8 +113,8 @@ class RunSpec:
                     raise InputError(f"{name} sets the scene network's training: it applies to method='mmsr' with "
                                      f"mode 'scene', 'hybrid' or 'auto', not {which}")
                 set_(name, positive_int(getattr(self, name), name))
-        if self.model is not None:
-            set_("model", given_model(self.model, self))
+        if self.scene_model is not None:
+            set_("scene_model", given_model(self.scene_model, self))
             if self.ensemble is not None:
                 raise InputError("an ensemble spread needs runs that differ by their seed, and with a given scene "
                                  "model they do not: leave ensemble out, or model= to train one per seed")
@@ -138,7 +138,10 @@ class RunSpec:
 
     @classmethod
     def build(cls, **settings) -> "RunSpec":
-        """A spec from keyword arguments: the fields by name, every other one a method option."""
+        """A spec from keyword arguments: the fields by name, every other one a method option. ``model`` is
+        MMSR's scene model (``scene_model``); for the regression sharpener it is that method's option."""
+        if settings.get("method", cls.method) == "mmsr" and "model" in settings:
+            settings["scene_model"] = settings.pop("model")
         names = {f.name for f in dataclasses.fields(cls)} - {"options"}
         return cls(**{k: v for k, v in settings.items() if k in names},
                    options={k: v for k, v in settings.items() if k not in names})
@@ -173,7 +176,7 @@ class RunSpec:
         if self.method != "mmsr":
             mode = "tile"
         elif mode == "auto":
-            mode, reason = auto_mode(tiles, self.model is not None)
+            mode, reason = auto_mode(tiles, self.scene_model is not None)
         trained = mode in TRAINED
         return self.replace(tile_size=tile, overlap=overlap, mode=mode, mode_reason=reason,
                             batch_size=self.batch_size if trained else None,
@@ -226,7 +229,7 @@ class RunSpec:
     def model_fingerprint(self) -> str | None:
         from .methods.scene import fingerprint
 
-        return None if self.model is None else fingerprint(self.model)
+        return None if self.scene_model is None else fingerprint(self.scene_model)
 
     # Tags, token and checkpoint key
     def tags(self, alignment: Alignment | None = None, hr_affine=None) -> dict:
@@ -236,7 +239,8 @@ class RunSpec:
         if self.mode in TRAINED:
             options["batch_size"] = self.batch_size
             options.update({"train_steps": self.train_steps} if self.train_steps is not None else {})
-            options["model"] = "trained by this run" if self.model is None else f"given ({self.model_fingerprint})"
+            options["scene_model"] = ("trained by this run" if self.scene_model is None
+                                      else f"given ({self.model_fingerprint})")
         tags = {"geosr_version": __version__, "geosr_method": self.method, "geosr_scale": self.scale,
                 "geosr_exact": int(self.exact), "geosr_mode": self.mode, "geosr_tile_size": self.tile_size,
                 "geosr_overlap": self.overlap, "geosr_guide_resampling": self.resampling,
@@ -267,7 +271,7 @@ class RunSpec:
             raise InputError("quality_layers needs the output of geosr.superresolve (its geosr_* attributes), or scale=")
         options = json.loads(tag("geosr_options") or "{}")
         batch_size, train_steps = options.pop("batch_size", None), options.pop("train_steps", None)
-        options.pop("model", None)  # a given model's file is not in the tags: pass model= again
+        options.pop("scene_model", None)  # a given model's file is not in the tags: pass model= again
         found = dict(scale=tag("geosr_scale", int), method=tag("geosr_method"), exact=tag("geosr_exact", int),
                      align=tag("geosr_align", lambda v: v if v in ("shift", "affine") else "none"),
                      band=tag("geosr_band", int),

@@ -250,8 +250,8 @@ def test_a_model_saved_with_model_out_gives_the_same_output_with_model_in(files,
     assert res.exit_code == 0, res.output
     with rasterio.open(tmp_path / "a.tif") as a, rasterio.open(tmp_path / "b.tif") as b:
         np.testing.assert_array_equal(a.read(), b.read())
-        assert '"model": "trained by this run"' in a.tags()["geosr_options"]
-        assert '"model": "given (' in b.tags()["geosr_options"]
+        assert '"scene_model": "trained by this run"' in a.tags()["geosr_options"]
+        assert '"scene_model": "given (' in b.tags()["geosr_options"]
     before = model.read_bytes()
     _fails([*common, "-o", tmp_path / "c.tif", "--model-out", model], tmp_path, inputs, "exists")
     _fails([*common, "-o", tmp_path / "c.tif", "--model-in", model, "--model-out", model], tmp_path, inputs,

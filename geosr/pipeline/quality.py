@@ -114,7 +114,7 @@ def of_run(output, source, guide, spec):
                          f"({hr_box.shape[0]} x {hr_box.shape[1]} px, {tuple(hr_box.affine)[:6]}): pass the "
                          "source and guide the output was made from, with the same --bounds")
     planned = spec.planned(co.src.shape)
-    bicubic = planned.replace(method="bicubic", mode="tile", batch_size=None, train_steps=None, model=None,
+    bicubic = planned.replace(method="bicubic", mode="tile", batch_size=None, train_steps=None, scene_model=None,
                               quality=False, ensemble=None, options={})
     token = tokenize("quality-bicubic", bicubic.token(co.lr, co.hr_guide, None))
     fallback = tiling.tiled(co.lr, co.hr_guide, spec.scale, planned.tile_size, planned.overlap, tiling.kernel(bicubic),

@@ -19,10 +19,10 @@ from ..runtime.memory import reuse_freed_memory
 
 def scene_model(lr, hr_guide, spec, token: str, store=None, resources=None, client=None):
     """The scene model of a planned ``spec``: the one it was given (checked against the guide), or one trained now."""
-    if spec.model is None:
+    if spec.scene_model is None:
         return _compute_now(lazy_train(lr, hr_guide, spec.scale, spec.train_options(), token, store, resources), client)
-    check_model_fits(spec.model, spec.scale, hr_guide.shape[0])
-    return spec.model
+    check_model_fits(spec.scene_model, spec.scale, hr_guide.shape[0])
+    return spec.scene_model
 
 
 def as_task(model, token: str):
