@@ -118,8 +118,7 @@ class RunSpec:
             if self.ensemble is not None:
                 raise InputError("an ensemble spread needs runs that differ by their seed, and with a given scene "
                                  "model they do not: leave ensemble out, or model= to train one per seed")
-        explicit_scene = self.mode == "scene" and not self.mode_reason  # asked for, not chosen by auto
-        if explicit_scene and self.train_steps is not None and self.options.get("epochs") is not None:
+        if self.scene_asked_for and self.train_steps is not None and self.options.get("epochs") is not None:
             raise InputError("in mode='scene', epochs and train_steps both count the scene network's steps: "
                              "give one of them")
         if self.tile_size is not None:
@@ -191,7 +190,7 @@ class RunSpec:
             options.pop("epochs", None)
         if self.mode == "hybrid":
             options["preset"] = options.get("preset") or HYBRID_PRESET
-        steps = self.train_steps if self.train_steps is not None or self.mode != "hybrid" else HYBRID_STEPS
+        steps = HYBRID_STEPS if self.train_steps is None and self.mode == "hybrid" else self.train_steps
         options.update({"epochs": steps} if steps is not None else {})
         options.update({"batch_size": self.batch_size} if self.batch_size is not None else {})
         return {**options, "psf": self.psf}
@@ -219,6 +218,11 @@ class RunSpec:
                              "in the guide its fallback ramp must reach, and its seams would differ from the rest. "
                              "Raise the overlap or lower the feather.")
         return self.overlap
+
+    @property
+    def scene_asked_for(self) -> bool:
+        """Mode scene as given, not as chosen by auto."""
+        return self.mode == "scene" and not self.mode_reason
 
     @property
     def epochs_are_steps(self) -> bool:
@@ -298,9 +302,10 @@ class RunSpec:
 
         flat = None if self.flat_mask is None else (self.flat_mask.description,
                                                     sorted(self.flat_mask.checksums.items()))
-        return tokenize(lr, hr_guide, self.scale, self.method, self.mode, self.batch_size, self.train_steps, self.exact, self.feather,
-                        self.tile_size, self.overlap, self.psf, sorted(self.options.items()), self.align_kind, self.model_fingerprint,
-                        None if alignment is None else tuple(alignment.matrix), flat)
+        return tokenize(lr, hr_guide, self.scale, self.method, self.mode, self.batch_size, self.train_steps, self.exact,
+                        self.feather, self.tile_size, self.overlap, self.psf, sorted(self.options.items()),
+                        self.align_kind, self.model_fingerprint, None if alignment is None else tuple(alignment.matrix),
+                        flat)
 
     def checkpoint_key(self, tags: dict, hr_box, inputs: dict) -> dict:
         """What a checkpoint must match to be reused: the run's tags and settings, the grid, the inputs'
@@ -328,7 +333,7 @@ def given_model(model, spec: RunSpec):
     if spec.method != "mmsr" or spec.mode == "tile":
         raise InputError("model= is a trained scene network: it applies to method='mmsr' in mode 'scene', "
                          f"'hybrid' or 'auto', not method={spec.method!r} mode={spec.mode!r}")
-    steps = spec.mode == "scene" and not spec.mode_reason and spec.options.get("epochs") is not None
+    steps = spec.scene_asked_for and spec.options.get("epochs") is not None
     if spec.train_steps is not None or spec.batch_size is not None or steps:
         raise InputError("model= is trained already: train_steps, batch_size (and in mode scene, epochs) set a "
                          "training; leave them out")

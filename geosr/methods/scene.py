@@ -99,8 +99,8 @@ def load(path, hint: str = GIVE_A_SAVED_ONE) -> SceneModel:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise InputError(f"cannot read the scene model {path} ({e or 'empty'}): {hint}") from None
-    if not isinstance(arrays, dict) or str(arrays.pop("format", "")) != MODEL_FORMAT:
+        raise InputError(f"cannot read the scene model {path} ({str(e) or 'empty'}): {hint}") from None
+    if str(arrays.pop("format", "")) != MODEL_FORMAT:
         raise InputError(f"{path} is not a geosr scene model ({MODEL_FORMAT}): {hint}")
     try:
         return SceneModel.from_arrays(arrays)
