@@ -26,34 +26,34 @@ LR = 4096
 SCALE = 4
 
 
-def make_inputs(folder: Path, size: int = LR, scale: int = SCALE):
+def make_inputs(folder: Path, height: int = LR, width: int = LR, scale: int = SCALE):
     import rasterio
     from affine import Affine
 
-    src, guide = folder / "dem_1m.tif", folder / "ortho_25cm.tif"
+    src, guide = folder / f"dem_1m_{height}x{width}.tif", folder / f"ortho_25cm_{height}x{width}.tif"
     if src.exists() and guide.exists():
         return src, guide
     crs, x0, y0 = "EPSG:32616", 500000.0, 4500000.0
-    y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    side = max(height, width)  # the same terrain, cut to the shape
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32) / side
     dem = (200 + 40 * np.sin(6 * x) * np.cos(4 * y) + 15 * np.sin(25 * x + 9 * y) + 3 * np.sin(90 * y)).astype(np.float32)
-    profile = dict(driver="GTiff", width=size, height=size, count=1, dtype="float32", crs=crs, nodata=-9999.0,
+    profile = dict(driver="GTiff", width=width, height=height, count=1, dtype="float32", crs=crs, nodata=-9999.0,
                    transform=Affine(1.0, 0, x0, 0, -1.0, y0), tiled=True, blockxsize=512, blockysize=512,
                    compress="deflate")
     with rasterio.open(src, "w", **profile) as dst:
         dst.write(dem, 1)
-    hr = size * scale
-    profile.update(width=hr, height=hr, count=3, dtype="uint8", nodata=None,
+    profile.update(width=width * scale, height=height * scale, count=3, dtype="uint8", nodata=None,
                    transform=Affine(1.0 / scale, 0, x0, 0, -1.0 / scale, y0), bigtiff="yes")
     rng = np.random.default_rng(0)
     strip = 1024
     with rasterio.open(guide, "w", **profile) as dst:
-        for r0 in range(0, hr, strip):
-            rows = np.arange(r0, r0 + strip) // scale
+        for r0 in range(0, height * scale, strip):
+            rows = np.arange(r0, min(r0 + strip, height * scale)) // scale
             d = dem[rows].repeat(scale, axis=1)
             gy, gx = np.gradient(d)
             shade = np.clip(128 + 600 * (gx - gy) + rng.normal(0, 12, d.shape), 0, 255)
             rgb = np.stack([shade, 0.8 * shade + 30, 0.6 * shade + 50]).astype(np.uint8)
-            dst.write(rgb, window=rasterio.windows.Window(0, r0, hr, strip))
+            dst.write(rgb, window=rasterio.windows.Window(0, r0, width * scale, len(rows)))
     return src, guide
 
 

@@ -159,7 +159,7 @@ def superresolve(source, guide, scale=RunSpec.scale, method: str = RunSpec.metho
         one tile and "scene" for more (hybrid at its defaults lost to scene mode on the
         Sentinel-2 Wald check, benchmarks/RESULTS.md section 17), and says what it chose in
         ``attrs["geosr_mode_reason"]`` and the ``geosr`` log. The scene network is trained when
-        this is called.
+        the output is computed or written (with a dask.distributed client: submitted at once).
     model : a scene network trained by another run (its file from :func:`save_model` or
         ``--model-out``, or the :class:`geosr.methods.scene.SceneModel`), used instead of
         training one, in mode scene (run on every tile) or hybrid (fine-tuned on each): a
@@ -224,6 +224,8 @@ def save_model(result, path, overwrite: bool = False) -> Path:
     ``overwrite``."""
     from .methods import scene
 
+    from .pipeline.train import resolved
+
     model = result if isinstance(result, scene.SceneModel) else getattr(result, "encoding", {}).get("geosr_model")
     if model is None:
         raise InputError("this result has no scene model: only mode 'scene' or 'hybrid' trains one (a run of one "
@@ -231,7 +233,7 @@ def save_model(result, path, overwrite: bool = False) -> Path:
     path = Path(path)
     if path.exists() and not overwrite:
         raise InputError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
-    scene.save(model, path)
+    scene.save(resolved(model), path)  # trained now if the result has not been computed
     return path
 
 

@@ -339,6 +339,10 @@ def given_model(model, spec: RunSpec):
                          "training; leave them out")
     from .methods.mmsr import check_model_fits
 
+    from .pipeline.train import LazyModel
+
+    if isinstance(model, LazyModel):  # another run's result.encoding["geosr_model"]
+        model = model.get()
     found = model if isinstance(model, scene.SceneModel) else scene.load(model)
     check_model_fits(found, spec.scale)
     return found

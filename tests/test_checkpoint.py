@@ -109,6 +109,8 @@ def test_the_scene_model_is_saved_as_arrays_and_a_pickle_is_never_loaded(pair, t
     src, guide = pair
     ckpt = tmp_path / "ckpt"
     out = geosr.superresolve(src, guide, 4, checkpoint=ckpt, **{**RUN, "mode": "scene", "epochs": 3})
+    assert not (ckpt / checkpoint.MODEL_FILE).exists()  # trained when computed, not before
+    out.encoding["geosr_model"].get()
     store = stores_of(out)[0]
     model = store.load_model()
     with np.load(ckpt / checkpoint.MODEL_FILE, allow_pickle=False) as f:

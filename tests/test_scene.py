@@ -47,10 +47,14 @@ def with_model(case, model, **kw):
 
 @pytest.fixture(scope="module")
 def tiled_scene(case):
-    """2 x 2 tiles sharing one scene model."""
+    """2 x 2 tiles sharing one scene model, trained when the output is computed, not before."""
     lazy = run_scene(case)
     assert [len(c) for c in lazy.chunks] == [2, 2]
-    return lazy.chunks, lazy.compute()
+    model = lazy.encoding["geosr_model"]
+    assert not model.trained
+    out = lazy.compute()
+    assert model.trained
+    return lazy.chunks, out
 
 
 def test_scene_mode_beats_bicubic_without_seams(case, tiled_scene):
@@ -115,6 +119,34 @@ def test_lazy_training_draws_its_windows_from_the_lazy_arrays():
     assert trained.details["windows"] == 64 and trained.scale == SCALE
 
 
+def test_tile_reads_wait_for_the_training_and_read_their_own_chunks():
+    """The tiles' inputs, bound to the training: on 2 threads, no chunk of theirs is read while the
+    model trains (the training reads only the chunks under its windows), and all are read after it."""
+    import dask
+    import dask.array as da
+
+    from geosr.pipeline.train import LazyModel, after_training
+
+    reads = []
+    model = None
+
+    def read(block_id=None):
+        reads.append((block_id, model is not None and model.trained))
+        return np.ones((100, 100))
+
+    lr = da.map_blocks(read, chunks=((100,) * 12, (100,) * 12), dtype=float, meta=np.array(()))
+    hr = da.ones((1, 4800, 4800), np.float32, chunks=(1, 400, 400))
+    model = LazyModel(lazy_train(lr, hr, SCALE, {"epochs": 1, "seed": 0, "channels": 4}, "bound"), "bound")
+    under = {(y // 100, x // 100) for y0, x0, h, w in windows(lr.shape, SCALE)
+             for y in (y0, y0 + h - 1) for x in (x0, x0 + w - 1)}
+    bound_lr, _ = after_training(model, lr, hr)
+    dask.compute(bound_lr.sum(), model.task, scheduler="threads", num_workers=2)
+    before = {b for b, trained in reads if not trained}
+    after = [b for b, trained in reads if trained]
+    assert before <= under and len(under) < 144
+    assert sorted(after) == sorted((i, j) for i in range(12) for j in range(12))
+
+
 def test_auto_mode_is_per_tile_for_one_tile_and_scene_for_more_and_says_so(case, caplog):
     import logging
 
@@ -126,7 +158,7 @@ def test_auto_mode_is_per_tile_for_one_tile_and_scene_for_more_and_says_so(case,
                                   selfcheck=False)
     assert many.attrs["geosr_mode"] == "scene" and many.attrs["geosr_mode_reason"].startswith("auto: 4 tiles")
     assert any("mode scene (auto: 4 tiles" in r.getMessage() for r in caplog.records)
-    assert many.encoding["geosr_model"].config["epochs"] == 1  # under auto too, epochs count the scene's steps
+    assert many.encoding["geosr_model"].get().config["epochs"] == 1  # under auto too, epochs count the scene's steps
     given = geosr.superresolve(case["source"], case["guide"], SCALE, model=many.encoding["geosr_model"],
                                align="none", selfcheck=False)  # one tile, and a model: run it
     assert given.attrs["geosr_mode"] == "scene" and "a scene model was given" in given.attrs["geosr_mode_reason"]
@@ -189,7 +221,7 @@ def test_a_saved_model_gives_the_run_that_trained_it(case, tiled_scene, tmp_path
 
 def test_a_model_that_does_not_fit_the_run_is_refused(case, tiled_scene, tmp_path):
     (_, _), out = tiled_scene
-    model = out.encoding["geosr_model"]
+    model = out.encoding["geosr_model"].get()
     np.savez(tmp_path / "other.npz", weights=np.ones(3))
     (tmp_path / "text.npz").write_text("not a model")
     (tmp_path / "empty.npz").touch()

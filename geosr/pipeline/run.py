@@ -3,8 +3,9 @@
 co-register (:mod:`.coregister`) -> plan the tiles (:meth:`geosr.spec.RunSpec.planned`,
 :mod:`.plan`) -> check the method one scale down (:mod:`geosr.methods.selfcheck`) -> train one
 network (scene mode, :mod:`.train`) -> fit the tiles, blend them and make the mosaic exact
-(:mod:`.tiling`) -> assemble the output DataArray (:mod:`.assemble`). Everything after the
-training is lazy.
+(:mod:`.tiling`) -> assemble the output DataArray (:mod:`.assemble`). The self-check runs when
+this is called (its figures go into the attributes); everything from the training on runs when
+the output is computed or written.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from ..spec import TRAINED
 from . import assemble, tiling
 from .coregister import coregister, guide_roles
 from .inputs import data_bands
-from .train import as_task, scene_model
+from .train import after_training, as_task, scene_model
 
 LOG = logging.getLogger("geosr")
 
@@ -62,9 +63,10 @@ def _band(source, guide, spec, checkpoint, resume, overwrite, client):
     elif spec.method != "bicubic":
         tags["geosr_selfcheck"] = "off"
     resources = gpu_resources(client)
-    # 4. one network for the scene, now; 5-7. the tiles fitted, blended and made exact, lazily
+    # 4. one network for the scene; 5-7. the tiles fitted, blended and made exact; all lazily
     model = scene_model(co.lr, co.hr_guide, spec, token, store, resources, client) if spec.mode in TRAINED else None
-    data = tiling.tiled(co.lr, co.hr_guide, spec.scale, spec.tile_size, spec.overlap, tiling.kernel(spec), spec.exact,
+    lr, hr_guide = after_training(model, co.lr, co.hr_guide)  # no tile is read before the model is there
+    data = tiling.tiled(lr, hr_guide, spec.scale, spec.tile_size, spec.overlap, tiling.kernel(spec), spec.exact,
                         token, None if model is None else as_task(model, token), store, resources, spec.psf)
     out = assemble.output(data, source, co, spec, tags, input_files)  # 8. the georeferenced DataArray
     out.encoding["geosr_selfcheck"] = [] if check is None else [check]

@@ -1,35 +1,125 @@
-"""Stage 3 of a run in scene mode: train one MMSR network on random windows of the whole raster.
+"""Stage 3 of a run in scene and hybrid mode: one MMSR network trained on random windows of the whole raster.
 
-The network is trained when :func:`geosr.superresolve` is called, before any tile: were it a
-node of the tile graph, idle threads would read the whole raster ahead while it trains, and
-guide chunks read for training windows would stay in memory until their tiles ran. The
-trained model then goes to every tile's fit task (:mod:`geosr.pipeline.tiling`).
+The training is a task of the output's graph, so it runs when the output is computed or
+written, not when :func:`geosr.superresolve` is called. Two things kept it out of the graph
+before (benchmarks/RESULTS.md section 6), and both are handled here:
+
+- read-ahead: while the model trains, idle threads would read the whole raster for the
+  tiles, which cannot start before it. The tiles' inputs are therefore bound to the
+  training (:func:`dask.graph_manipulation.bind`): their reads wait for it.
+- cache: guide chunks read for training windows stayed in memory until their tiles ran.
+  The bound inputs are a copy of the graph with keys of their own, so the training's
+  chunks are released once it has its windows (the chunks under them are read twice).
+
+With a dask.distributed client the training is submitted to the cluster at once and the
+call returns; the tiles wait for it. A model trained in this process is kept (a few, by
+token), so computing the output again, or saving the model after writing, trains nothing.
 """
 from __future__ import annotations
 
 import os
+import threading
+from collections import OrderedDict
 from contextlib import contextmanager
 
 from ..methods.mmsr import check_model_fits
-from ..methods.scene import train, windows
+from ..methods.scene import SceneModel, train, windows
 from ..runtime.checkpoint import open_task
 from ..runtime.cluster import current_client, in_worker
 from ..runtime.memory import reuse_freed_memory
 
+KEPT = 4  # trained models kept in this process, most recent first (each a few hundred kB)
+_kept: OrderedDict = OrderedDict()
+_kept_lock = threading.Lock()
+
+
+class LazyModel:
+    """The scene model a run trains when its output is first computed (``result.encoding["geosr_model"]``).
+
+    :meth:`get` returns it, training it now if nothing has computed it yet."""
+
+    def __init__(self, task, token: str, future=None):
+        self.task, self.token, self._future = task, token, future
+
+    @property
+    def trained(self) -> bool:
+        """Whether the model exists already (trained by a compute of this run, or on the cluster)."""
+        if self._future is not None:
+            return self._future.done()
+        return _recall(self.token) is not None
+
+    def get(self) -> SceneModel:
+        if self._future is not None:
+            return self._future.result()
+        model = _recall(self.token)
+        return model if model is not None else self.task.compute()
+
+
+def resolved(model):
+    """A :class:`SceneModel` from a model or a :class:`LazyModel` (trained now if it is not yet); other values as they are."""
+    return model.get() if isinstance(model, LazyModel) else model
+
 
 def scene_model(lr, hr_guide, spec, token: str, store=None, resources=None, client=None):
-    """The scene model of a planned ``spec``: the one it was given (checked against the guide), or one trained now."""
-    if spec.scene_model is None:
-        return _compute_now(lazy_train(lr, hr_guide, spec.scale, spec.train_options(), token, store, resources), client)
-    check_model_fits(spec.scene_model, spec.scale, hr_guide.shape[0])
-    return spec.scene_model
+    """The scene model of a planned ``spec``: the one it was given (checked against the guide, a
+    :class:`SceneModel`), or a :class:`LazyModel` trained when the output is computed."""
+    if spec.scene_model is not None:
+        check_model_fits(spec.scene_model, spec.scale, hr_guide.shape[0])
+        return spec.scene_model
+    task = lazy_train(lr, hr_guide, spec.scale, spec.train_options(), token, store, resources)
+    client = current_client(client)
+    if client is None:
+        return LazyModel(task, token)
+    import dask
+
+    future = client.compute(task, optimize_graph=False)  # optimising can drop resource annotations
+    return LazyModel(dask.delayed(future), token, future)
 
 
 def as_task(model, token: str):
     """A scene model as a dask Delayed that every tile's fit task depends on."""
     import dask
 
+    if isinstance(model, LazyModel):
+        return model.task
     return dask.delayed(model, name=f"geosr-model-{token}", traverse=False)
+
+
+def after_training(model, *arrays):
+    """``arrays`` as dask arrays whose reads wait for a :class:`LazyModel`'s training (as they are otherwise)."""
+    if not isinstance(model, LazyModel):
+        return arrays
+    return tuple(_copy_after(a, model.task, f"after-{model.token}") for a in arrays)
+
+
+def _copy_after(array, parent, tag: str):
+    """A copy of the dask ``array``'s graph under keys of its own (suffixed ``tag``), whose root
+    tasks wait for the Delayed ``parent``.
+
+    As :func:`dask.graph_manipulation.bind` means to do; bind's layer by layer copy left keys of
+    rioxarray's reads and masks unrenamed (missing dependencies at compute, or reads shared with
+    the training and free to run ahead), so the graph is copied task by task here.
+    """
+    import dask.array as da
+    from dask._task_spec import Task, TaskRef, convert_legacy_graph
+    from dask.highlevelgraph import HighLevelGraph
+
+    def renamed(key):
+        return (f"{key[0]}-{tag}", *key[1:]) if isinstance(key, tuple) else f"{key}-{tag}"
+
+    tasks = convert_legacy_graph(dict(array.__dask_graph__()))
+    copy = {}
+    for key, node in tasks.items():
+        deps = node.dependencies
+        new = node.substitute({d: renamed(d) for d in deps}, key=renamed(key))
+        copy[renamed(key)] = new if deps else Task(renamed(key), _first, new, TaskRef(parent.key))
+    name = renamed(array.name)
+    graph = HighLevelGraph.from_collections(name, copy, dependencies=[parent])
+    return da.Array(graph, name, array.chunks, meta=array._meta)
+
+
+def _first(value, _after):
+    return value
 
 
 def lazy_train(lr, hr_guide, scale: int, options: dict, token: str, store=None, resources=None):
@@ -39,38 +129,59 @@ def lazy_train(lr, hr_guide, scale: int, options: dict, token: str, store=None, 
     computes, the model is saved there once trained, and a model already there is loaded instead.
     """
     import dask
+    from dask.delayed import Delayed
+    from dask.highlevelgraph import HighLevelGraph
+
+    from .tiling import cut
 
     name = f"geosr-train-{token}"
     opened = None if store is None else open_task(store, token)
     if store is not None and store.reusable() and store.has_model():  # no window needs reading
-        return dask.delayed(_load_model, pure=True)(opened, dask_key_name=name)
+        return Delayed(name, HighLevelGraph.from_collections(name, {name: (_load_model, opened.key)}, [opened]))
+    # One task per window, cut from the chunks under it (as the tiles are), and the training a
+    # plain graph layer over them: a dask.delayed over sliced arrays would fuse their keys away
+    # where the tiles' bound copy (after_training) still names them.
     s = scale
     wins = windows(lr.shape, s, seed=options.get("seed") or 0)
-    sources = [lr[y:y + h, x:x + w] for y, x, h, w in wins]
-    guides = [hr_guide[:, y * s:(y + h) * s, x * s:(x + w) * s] for y, x, h, w in wins]
+    sources = [cut(lr, [(y, y + h)], [(x, x + w)], f"geosr-window-lr-{k}-{token}") for k, (y, x, h, w) in enumerate(wins)]
+    guides = [cut(hr_guide, [(y * s, (y + h) * s)], [(x * s, (x + w) * s)], f"geosr-window-guide-{k}-{token}")
+              for k, (y, x, h, w) in enumerate(wins)]
+    task = (_train_and_keep, [(a.name, 0, 0) for a in sources], [(g.name, 0, 0, 0) for g in guides], s,
+            None if opened is None else opened.key, options, token)
     with dask.annotate(**({"resources": resources} if resources else {})):
-        return dask.delayed(_train_and_keep, pure=True)(sources, guides, s, opened, options, dask_key_name=name)
-
-
-def _compute_now(delayed, client):
-    client = current_client(client)
-    if client is None:
-        return delayed.compute()
-    return client.compute(delayed, optimize_graph=False).result()  # optimising can drop resource annotations
+        graph = HighLevelGraph.from_collections(name, {name: task}, dependencies=[*sources, *guides]
+                                                + ([] if opened is None else [opened]))
+    return Delayed(name, graph)
 
 
 def _load_model(store):
     return store.load_model()
 
 
-def _train_and_keep(sources, guides, scale, store, options):
-    if store is not None and store.has_model():  # saved by an earlier compute of this run
-        return store.load_model()
-    with _all_cores_in_a_worker():
-        model = train(sources, guides, scale, **options)
-    if store is not None:
-        store.save_model(model)
+def _train_and_keep(sources, guides, scale, store, options, token):
+    model = _recall(token)  # trained by an earlier compute in this process
+    if model is None and store is not None and store.has_model():  # saved by an earlier compute of this run
+        model = store.load_model()
+    if model is None:
+        with _all_cores_in_a_worker():
+            model = train(sources, guides, scale, **options)
+        if store is not None:
+            store.save_model(model)
+    _keep(token, model)
     return model
+
+
+def _recall(token):
+    with _kept_lock:
+        return _kept.get(token)
+
+
+def _keep(token, model):
+    with _kept_lock:
+        _kept[token] = model
+        _kept.move_to_end(token, last=False)
+        while len(_kept) > KEPT:
+            _kept.popitem()
 
 
 @contextmanager
