@@ -1,4 +1,4 @@
-"""Bounded memory at any size: a 4096 x 4096 source to a 16384 x 16384 output (x4) through `geosr upsample`.
+"""Bounded memory at any size: a 4096 x 4096 source to a 16384 x 16384 output (x4), or any shape, through `geosr upsample`.
 
 The inputs are made here (a synthetic terrain and a 3-band 8-bit guide derived from its
 hillshade, written strip by strip, so making them needs little memory either), in
@@ -8,6 +8,8 @@ fraction of the time. Memory is the peak of the resident set summed over the com
 and every process it starts (dask workers included), sampled every 0.2 s with psutil.
 
     python benchmarks/memory.py                         # threads
+    python benchmarks/memory.py --source 512x16384      # a 2048 x 65536 output
+    python benchmarks/memory.py --method bicubic
     python benchmarks/memory.py --scheduler processes --workers 2
 """
 from __future__ import annotations
@@ -96,16 +98,20 @@ def main():
     p.add_argument("--folder", type=Path, default=None, help="where to make the inputs (default: a temporary one)")
     p.add_argument("--scheduler", default="threads")
     p.add_argument("--workers", type=int, default=None)
-    p.add_argument("--size", type=int, default=LR, help="source side in pixels (the output is 4x)")
+    p.add_argument("--source", default=f"{LR}x{LR}", help="source height x width in pixels (the output is 4x)")
+    p.add_argument("--method", default=None, help="default: the CLI's (mmsr, at --epochs 1)")
     args = p.parse_args()
+    height, width = (int(v) for v in args.source.lower().split("x"))
     folder = args.folder or Path(tempfile.mkdtemp(prefix="geosr-memory-"))
     folder.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
-    src, guide = make_inputs(folder, args.size)
+    src, guide = make_inputs(folder, height, width)
     made = time.perf_counter() - t
     out = folder / "out.tif"
-    cmd = [sys.executable, "-m", "geosr.cli", "upsample", str(src), str(guide), "--scale", str(SCALE), "--epochs",
-           "1", "-o", str(out), "--overwrite", "-q", "--scheduler", args.scheduler]
+    cmd = [sys.executable, "-m", "geosr.cli", "upsample", str(src), str(guide), "--scale", str(SCALE), "-o", str(out),
+           "--overwrite", "-q", "--scheduler", args.scheduler]
+    cmd += ["--method", args.method] if args.method else []
+    cmd += ["--epochs", "1"] if args.method in (None, "mmsr") else []
     cmd += ["--workers", str(args.workers)] if args.workers else []
     code, seconds, peak = peak_rss_of(cmd, tiles_in=out.with_name(out.name + ".geosr-resume"))
     if code:
@@ -114,12 +120,14 @@ def main():
 
     with rasterio.open(out) as r:
         shape, crs, res = (r.height, r.width), r.crs, r.res
-    hr = args.size * SCALE
     print(f"# {platform.processor() or platform.machine()}, {time.strftime('%Y-%m-%d')}; inputs made in {made:.0f} s")
-    print(f"{'scheduler':18s} {'source':>11s} {'output':>13s} {'time s':>8s} {'peak RSS MB (all processes)':>28s}")
+    print(f"{'method':8s} {'scheduler':14s} {'source':>11s} {'output':>13s} {'time s':>8s} "
+          f"{'peak RSS MB (all processes)':>28s}")
     sched = args.scheduler + (f" x{args.workers}" if args.workers else "")
-    print(f"{sched:18s} {args.size:>5d}x{args.size:<5d} {shape[0]:>6d}x{shape[1]:<6d} {seconds:8.0f} {peak:28.0f}")
-    assert shape == (hr, hr) and crs.to_epsg() == 32616 and res == (1 / SCALE, 1 / SCALE), (shape, crs, res)
+    print(f"{args.method or 'default':8s} {sched:14s} {height:>5d}x{width:<5d} {shape[0]:>6d}x{shape[1]:<6d} "
+          f"{seconds:8.0f} {peak:28.0f}")
+    assert shape == (height * SCALE, width * SCALE) and crs.to_epsg() == 32616 and res == (1 / SCALE, 1 / SCALE), \
+        (shape, crs, res)
 
 
 if __name__ == "__main__":

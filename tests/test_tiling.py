@@ -41,7 +41,8 @@ class _Where:
         return guide[0] * self.width + guide[1]
 
 
-@pytest.mark.parametrize("shape, tile, overlap", [((37, 53), 12, 3), ((20, 20), 64, 4), ((64, 33), 16, 8)])
+@pytest.mark.parametrize("shape, tile, overlap", [((37, 53), 12, 3), ((20, 20), 64, 4), ((64, 33), 16, 8),
+                                                  ((20, 300), 12, 3)])  # the last in 7 bands of 2 x 4 tiles
 def test_blended_mosaic_puts_every_tile_in_its_place_and_each_tile_runs_once(shape, tile, overlap):
     scale = 3
     rows, cols = np.indices((shape[0] * scale, shape[1] * scale), dtype=np.float64)
@@ -54,6 +55,35 @@ def test_blended_mosaic_puts_every_tile_in_its_place_and_each_tile_runs_once(sha
     assert out.shape == (shape[0] * scale, shape[1] * scale)
     np.testing.assert_allclose(out, rows * shape[1] * scale + cols, rtol=1e-6, atol=0)
     assert fit.calls == n_tiles
+
+
+def test_a_longer_raster_holds_no_more_tiles_and_chunks_at_once():
+    """Tiles are fed to dask in bands (each band's reads wait until the band two before is blended),
+    so a raster twice as long keeps no more fitted tiles and input chunks waiting in dask's cache."""
+    from dask.callbacks import Callback
+
+    def held(width):
+        scale, shape = 2, (24, width)
+        rows, cols = np.indices((shape[0] * scale, shape[1] * scale), dtype=np.float32)
+        lr = da.zeros(shape, chunks=8)
+        guide = da.from_array(np.stack([rows, cols]), chunks=(1, 16, 16))
+        peak = {"fits": 0, "chunks": 0}
+
+        def count(key, result, dsk, state, worker_id):
+            names = [str(k[0] if isinstance(k, tuple) else k) for k in state["cache"]]
+            peak["fits"] = max(peak["fits"], sum(n.startswith(tiling.FIT_LAYER) for n in names))
+            peak["chunks"] = max(peak["chunks"], sum(n.startswith(guide.name) for n in names))
+
+        mosaic = tiling.tiled(lr, guide, scale, 12, 2, _Where(shape[1] * scale), exact=False, token=f"long-{width}")
+        with Callback(posttask=count):
+            out = mosaic.compute(scheduler="threads", num_workers=2)
+        np.testing.assert_allclose(out, rows * shape[1] * scale + cols, rtol=1e-6, atol=0)
+        return peak
+
+    short, long = held(192), held(384)  # 2 x 16 and 2 x 32 tiles, in bands of 2 x 4
+    print(f"held at once: {short} at 2 x 16 tiles, {long} at 2 x 32")
+    assert long["fits"] <= short["fits"] + 2 and long["chunks"] <= short["chunks"] + 2
+    assert long["fits"] <= (tiling.LAG + 2) * tiling.BAND_TILES
 
 
 def test_tiled_bicubic_equals_untiled_bicubic(dsm_crop):

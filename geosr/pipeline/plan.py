@@ -86,3 +86,15 @@ def intersect(span, c0, c1):
     if a >= b:
         return None
     return slice(a - t0, b - t0), slice(a - c0, b - c0)
+
+
+def sweep(n_rows: int, n_cols: int, band_tiles: int) -> tuple[int, int, int]:
+    """How the tiles are fed to dask in bands: (axis, tile lines per band, bands).
+
+    A band is whole lines of tiles across the raster's shorter side (rows of tiles when it is
+    taller than wide, columns otherwise), at least ``band_tiles`` tiles, so the tiles in flight
+    at once grow with the shorter side only."""
+    axis = 1 if n_cols > n_rows else 0
+    lines, across = (n_cols, n_rows) if axis else (n_rows, n_cols)
+    per = max(1, math.ceil(band_tiles / across))
+    return axis, per, math.ceil(lines / per)

@@ -1,7 +1,7 @@
 """Two-resolution tiling: LR source tiles with halos, paired with HR guide tiles, blended without seams.
 
 xarray's map_blocks/apply_ufunc and dask's multi-array map_overlap cannot pair arrays at
-two resolutions, so the graph is built here by hand, in two layers:
+two resolutions, so the graph is built here by hand, in two stages:
 
 1. ``geosr-fit``: one task per tile. The LR tile with a halo of ``overlap`` pixels on
    each inner side, and the guide tile with ``scale * overlap`` HR pixels, go to the
@@ -15,6 +15,14 @@ two resolutions, so the graph is built here by hand, in two layers:
 
 Blocks are cell-aligned (an HR block is ``scale`` x an LR block), so the per-cell
 exactness correction can be re-applied after blending.
+
+Tiles are fed to dask in bands of whole tile lines across the raster's shorter side
+(:func:`geosr.pipeline.plan.sweep`). dask runs ahead wherever it can, and a raster 128 tiles
+wide kept rows of fitted tiles and input chunks waiting (RESULTS section 6). With more than
+``LAG + 1`` bands, a band's inputs are a copy of their graph whose reads wait until the blocks
+of the band ``LAG`` before it are blended (:mod:`geosr.runtime.graphcopy`), so at most about
+``LAG + 1`` bands are in memory, whatever the raster's length. Each stage has a layer per band;
+the mosaic is one more layer naming each block under one key.
 """
 from __future__ import annotations
 
@@ -30,11 +38,17 @@ from ..core.psf import AREA
 from ..methods.engine import run_pair
 from ..runtime.checkpoint import open_task
 from ..runtime.cluster import fit_slot
+from ..runtime.graphcopy import BandedCopy, tasks_of
 from ..runtime.memory import release_freed_memory, reuse_freed_memory
-from .plan import cores, reaching, spans, split, window
+from .plan import cores, reaching, spans, split, sweep, window
 
 FIT_LAYER = "geosr-fit"
 BLEND_LAYER = "geosr-blend"
+# Tiles are fed to dask in bands across the raster's shorter side (plan.sweep), at least BAND_TILES
+# tiles each; a band's reads wait until the blocks of the band LAG before it are blended, so the
+# tiles in flight, and memory, no longer grow with the raster's longer side.
+BAND_TILES = 8
+LAG = 2
 
 
 def tiled(source, guide, scale: int, tile_size: int, overlap: int, fit, exact: bool, token: str,
@@ -70,23 +84,23 @@ def _no_gc():
 
 
 def _tiled(source, guide, scale, tile_size, overlap, fit, exact, token, model, store, resources, psf):
-    import dask
     import dask.array as da
-    from dask.highlevelgraph import HighLevelGraph
+    from dask.highlevelgraph import HighLevelGraph, MaterializedLayer
 
     h, w = source.shape
     ys, xs = split(h, tile_size, 2 * overlap), split(w, tile_size, 2 * overlap)
     dy = overlap if len(ys) > 1 else 0
     dx = overlap if len(xs) > 1 else 0
     y_span, x_span = spans(ys, dy, scale), spans(xs, dx, scale)
+    lr_y, lr_x = [(a // scale, b // scale) for a, b, _, _ in y_span], [(a // scale, b // scale) for a, b, _, _ in x_span]
     # Each tile's haloed windows are cut straight from the inputs' own chunks: one task per tile
     # and input (dask's rechunk and overlap build several, and took 2 GB for 300 x 300 tiles).
-    lr_y, lr_x = [(a // scale, b // scale) for a, b, _, _ in y_span], [(a // scale, b // scale) for a, b, _, _ in x_span]
-    lo = cut(source, lr_y, lr_x, f"geosr-lr-{token}")
-    ho = cut(guide, [s[:2] for s in y_span], [s[:2] for s in x_span], f"geosr-guide-{token}")
-    src = cut(source, cores(ys, 1), cores(xs, 1), f"geosr-lr-core-{token}")
-
-    fit_name, blend_name = f"{FIT_LAYER}-{token}", f"{BLEND_LAYER}-{token}"
+    source, guide = da.asarray(source), da.asarray(guide)
+    cuts = [Cut(source, lr_y, lr_x, f"geosr-lr-{token}"),
+            Cut(guide, [s[:2] for s in y_span], [s[:2] for s in x_span], f"geosr-guide-{token}"),
+            Cut(source, cores(ys, 1), cores(xs, 1), f"geosr-lr-core-{token}")]
+    lo, ho, src = cuts
+    fit_name, blend_name, gate_name = f"{FIT_LAYER}-{token}", f"{BLEND_LAYER}-{token}", f"geosr-gate-{token}"
     opened = None
     if store is not None:
         opened = open_task(store, token)
@@ -94,29 +108,83 @@ def _tiled(source, guide, scale, tile_size, overlap, fit, exact, token, model, s
     wys = [window(y1 - y0, yb, ya) for y0, y1, yb, ya in y_span]
     wxs = [window(x1 - x0, xb, xa) for x0, x1, xb, xa in x_span]
     model_key, store_key = None if model is None else model.key, None if store is None else opened.key
-    fits = {}
-    for i, (wy, (_, _, yb, ya)) in enumerate(zip(wys, y_span)):
-        for j, (wx, (_, _, xb, xa)) in enumerate(zip(wxs, x_span)):
-            if (i, j) in done:
-                fits[(fit_name, i, j)] = (_load_tile, store_key, (i, j), wy, wx)
-            else:
-                frame = (yb == 0, ya == 0, xb == 0, xa == 0)  # sides without a halo
-                fits[(fit_name, i, j)] = (_tile_task, (lo.name, i, j), (ho.name, 0, i, j), wy, wx, fit, frame,
-                                          model_key, store_key, (i, j))
     # Per axis, the tiles that reach into each core block, and where: a block's pieces are their product.
     reach_y = reaching(y_span, cores(ys, scale))
     reach_x = reaching(x_span, cores(xs, scale))
-    blends = {}
-    for i, (ny, row) in enumerate(reach_y):
-        for j, (nx, col) in enumerate(reach_x):
-            keys = [(fit_name, ti, tj) for ti, _ in row for tj, _ in col]
-            blends[(blend_name, i, j)] = (_blend, (ny, nx), keys, row, col, (src.name, i, j), scale, exact, psf)
-    haloed = (tuple(b - a for a, b, _, _ in y_span), tuple(b - a for a, b, _, _ in x_span))
-    with dask.annotate(**({"resources": resources} if resources else {})):
-        layer = HighLevelGraph.from_collections(fit_name, fits, dependencies=[lo, ho] + [d for d in (model, opened)
-                                                                                          if d is not None])
-    tiles = da.Array(layer, fit_name, chunks=haloed, dtype=np.float64)
-    graph = HighLevelGraph.from_collections(blend_name, blends, dependencies=[tiles, src])
+
+    axis, per, n_bands = sweep(len(ys), len(xs), BAND_TILES)
+    gated = n_bands > LAG + 1
+    members = [[] for _ in range(n_bands)]  # the tiles (and output blocks) of each band
+    for i in range(len(ys)):
+        for j in range(len(xs)):
+            members[(j if axis else i) // per].append((i, j))
+    band_of = {t: k for k, ts in enumerate(members) for t in ts}
+    if gated:
+        copies = [BandedCopy(tasks_of(source), f"bands-{token}"), BandedCopy(tasks_of(guide), f"bands-{token}")]
+    layers, deps = {}, {}
+    for collection in (source, guide, model, opened):
+        if collection is not None:
+            graph = collection.__dask_graph__()
+            layers.update(graph.layers)
+            deps.update(graph.dependencies)
+    # Layer names made once: a name formatted per key would be a string of its own in each of ~10 keys per tile.
+    fit_layers, blend_layers = [f"{fit_name}-{k}" for k in range(n_bands)], [f"{blend_name}-{k}" for k in range(n_bands)]
+    for c in cuts:
+        c.bands(n_bands)
+    inputs, copied_layers, fit_keys = {source.__dask_layers__()[0], guide.__dask_layers__()[0]}, set(), {}
+    for k, tiles in enumerate(members):
+        fit_layer = fit_layers[k]
+        # 1. The band's input windows: from the inputs, or (gated) from a copy of the graph under
+        #    them whose reads wait until the blocks of the band LAG before are blended.
+        key_of, cut_deps = None, inputs
+        if gated:
+            gate, copied = None, f"geosr-inputs-{token}-{k}"
+            if k >= LAG:
+                gate = f"{gate_name}-{k}"
+                layers[gate] = MaterializedLayer({gate: (_gate, [(blend_layers[k - LAG], i, j)
+                                                                 for i, j in members[k - LAG]])})
+                deps[gate] = {blend_layers[k - LAG]}
+            new = {}
+            for copy, keys in zip(copies, (lo.reads(tiles) | src.reads(tiles), ho.reads(tiles))):
+                new.update(copy.band(keys, gate))
+            if new:
+                layers[copied], deps[copied] = MaterializedLayer(new), {gate} | copied_layers | inputs
+                copied_layers = copied_layers | {copied}
+            cut_deps = inputs | copied_layers
+            key_of = lambda key: (copies[0] if key[0] == source.name else copies[1]).key(key)  # noqa: E731
+        for c in cuts:
+            layers[c.layer(k)] = MaterializedLayer(dict(c.tasks(tiles, k, key_of)))
+            deps[c.layer(k)] = cut_deps
+        # 2. Its fits: loaded from the checkpoint, or fitted (and saved).
+        fits = {}
+        for i, j in tiles:
+            (_, _, yb, ya), (_, _, xb, xa) = y_span[i], x_span[j]
+            fit_keys[i, j] = key = (fit_layer, i, j)
+            if (i, j) in done:
+                fits[key] = (_load_tile, store_key, (i, j), wys[i], wxs[j])
+            else:
+                frame = (yb == 0, ya == 0, xb == 0, xa == 0)  # sides without a halo
+                fits[key] = (_tile_task, lo.key(k, i, j), ho.key(k, i, j), wys[i], wxs[j], fit,
+                                           frame, model_key, store_key, (i, j))
+        layers[fit_layer] = MaterializedLayer(fits, annotations={"resources": resources} if resources else None)
+        deps[fit_layer] = {lo.layer(k), ho.layer(k)} | {c.__dask_layers__()[0] for c in (model, opened) if c is not None}
+    for k, tiles in enumerate(members):
+        # 3. Each band's output blocks: the weighted tiles reaching into each, summed (neighbours
+        #    may be in the bands either side).
+        blend_layer, blends, reached = blend_layers[k], {}, set()
+        for i, j in tiles:
+            (ny, row), (nx, col) = reach_y[i], reach_x[j]
+            keys = [fit_keys[ti, tj] for ti, _ in row for tj, _ in col]
+            reached.update(key[0] for key in keys)
+            blends[(blend_layer, i, j)] = (_blend, (ny, nx), keys, row, col, src.key(k, i, j), scale, exact, psf)
+        layers[blend_layer] = MaterializedLayer(blends)
+        deps[blend_layer] = reached | {src.layer(k)}
+    # The mosaic, and the LR cores it is made exact against, each under one name.
+    layers[blend_name] = MaterializedLayer({(blend_name, i, j): (blend_layers[k], i, j) for (i, j), k in band_of.items()})
+    deps[blend_name] = set(blend_layers)
+    layers[src.name] = MaterializedLayer({(src.name, i, j): src.key(k, i, j) for (i, j), k in band_of.items()})
+    deps[src.name] = {src.layer(k) for k in range(n_bands)}
+    graph = HighLevelGraph(layers, deps)
     chunks = (tuple(c * scale for c in ys), tuple(c * scale for c in xs))
     mosaic = da.Array(graph, blend_name, chunks=chunks, dtype=np.float32)
     if not exact or psf is None or psf.radius == 0 or (len(ys), len(xs)) == (1, 1):
@@ -125,40 +193,83 @@ def _tiled(source, guide, scale, tile_size, overlap, fit, exact, token, model, s
     # blended mosaic and the source a few cells beyond it (measured: 0.038 m -> 0.0011 m at
     # the borders on the drone DSM; benchmarks/RESULTS.md).
     halo = psf.radius + 2
-    return da.map_overlap(_correct_across_borders, mosaic, src, depth=[halo * scale, halo], boundary="none",
+    lr_cores = da.Array(graph, src.name, chunks=(tuple(ys), tuple(xs)), dtype=source.dtype)
+    return da.map_overlap(_correct_across_borders, mosaic, lr_cores, depth=[halo * scale, halo], boundary="none",
                           align_arrays=False, dtype=np.float32, scale=scale, psf=psf)
 
 
-def cut(array, row_spans, col_spans, name: str):
-    """A dask array whose block (i, j) is ``array[..., r0:r1, c0:c1]`` for ``row_spans[i] = (r0, r1)`` and
-    ``col_spans[j] = (c0, c1)`` (spans may overlap: tiles with halos), every leading axis whole.
+def _gate(_blocks):
+    """A band's inputs may be read: the blocks of the band LAG before it are blended."""
+    return None
 
-    Each block is one task assembling the pieces of the chunks it meets, so a window never reads
-    more of the input than the chunks under it."""
+
+class Cut:
+    """Windows ``array[..., r0:r1, c0:c1]`` for ``row_spans[i] = (r0, r1)`` x ``col_spans[j] = (c0, c1)``
+    (spans may overlap: tiles with halos), every leading axis whole: one task per window, assembling
+    the pieces of the chunks it meets, so a window never reads more of the input than the chunks under it."""
+
+    def __init__(self, array, row_spans, col_spans, name: str):
+        self.array, self.name, self.row_spans, self.col_spans = array, name, row_spans, col_spans
+        lead = array.ndim - 2
+        self.lead = (0,) * lead
+        lead_pieces = [()]
+        for axis in range(lead):  # all chunks of the leading (band) axes, each into its place
+            edges = np.concatenate([[0], np.cumsum(array.chunks[axis])])
+            lead_pieces = [(*p, (k, slice(None), slice(int(edges[k]), int(edges[k + 1]))))
+                           for p in lead_pieces for k in range(len(array.chunks[axis]))]
+        self.rows = _pieces(array.chunks[-2], row_spans)
+        self.cols = _pieces(array.chunks[-1], col_spans)
+        self.lead_keys = [tuple(k for k, _, _ in lp) for lp in lead_pieces]
+        self.lead_where = [(tuple(s for _, s, _ in lp), tuple(d for _, _, d in lp)) for lp in lead_pieces]
+        self.bands(1)
+        self._keys = {}
+
+    def chunk_keys(self, i, j):
+        """The keys of ``array``'s chunks under window (i, j), ordered lead x row x col (as the pieces)."""
+        return [self._key(lk, ci, cj) for lk in self.lead_keys for ci, _, _ in self.rows[i] for cj, _, _ in self.cols[j]]
+
+    def _key(self, lead, ci, cj):
+        """One tuple per chunk, shared by every window that reads it (a raster of 10^5 tiles has 10^6 references)."""
+        at = (lead, ci, cj)
+        if at not in self._keys:
+            self._keys[at] = (self.array.name, *lead, ci, cj)
+        return self._keys[at]
+
+    def reads(self, windows) -> set:
+        return {key for i, j in windows for key in self.chunk_keys(i, j)}
+
+    def bands(self, n: int) -> None:
+        self._layers = [f"{self.name}-{k}" for k in range(n)]
+
+    def layer(self, band) -> str:
+        return self._layers[band]
+
+    def key(self, band, i, j):
+        return (self.layer(band), *self.lead, i, j)
+
+    def tasks(self, windows, band=0, key_of=None):
+        """(key, task) of the windows, reading chunk keys through ``key_of`` (a copy's renaming)."""
+        for i, j in windows:
+            keys = self.chunk_keys(i, j)
+            if key_of is not None:
+                keys = [key_of(k) for k in keys]
+            shape = (*self.array.shape[:len(self.lead)], self.row_spans[i][1] - self.row_spans[i][0],
+                     self.col_spans[j][1] - self.col_spans[j][0])
+            yield self.key(band, i, j), (_assemble, shape, self.array.dtype, keys, self.lead_where, self.rows[i],
+                                         self.cols[j])
+
+
+def cut(array, row_spans, col_spans, name: str):
+    """:class:`Cut`'s windows as a dask array whose block (i, j) is window (i, j)."""
     import dask.array as da
     from dask.highlevelgraph import HighLevelGraph
 
     array = da.asarray(array)
-    lead = array.ndim - 2
-    lead_pieces = [()]
-    for axis in range(lead):  # all chunks of the leading (band) axes, each into its place
-        edges = np.concatenate([[0], np.cumsum(array.chunks[axis])])
-        lead_pieces = [(*p, (k, slice(None), slice(int(edges[k]), int(edges[k + 1]))))
-                       for p in lead_pieces for k in range(len(array.chunks[axis]))]
-    rows = _pieces(array.chunks[-2], row_spans)
-    cols = _pieces(array.chunks[-1], col_spans)
-    lead_keys = [tuple(k for k, _, _ in lp) for lp in lead_pieces]
-    lead_where = [(tuple(s for _, s, _ in lp), tuple(d for _, _, d in lp)) for lp in lead_pieces]
-    layer = {}
-    for i, row in enumerate(rows):
-        height = row_spans[i][1] - row_spans[i][0]
-        for j, col in enumerate(cols):
-            # Pieces in the order lead x row x col; the row and column lists are shared by all tasks.
-            keys = [(array.name, *lk, ci, cj) for lk in lead_keys for ci, _, _ in row for cj, _, _ in col]
-            shape = (*array.shape[:lead], height, col_spans[j][1] - col_spans[j][0])
-            layer[(name, *([0] * lead), i, j)] = (_assemble, shape, array.dtype, keys, lead_where, row, col)
+    c = Cut(array, row_spans, col_spans, name)
+    layer = {(name, *c.lead, i, j): task for (_, *_, i, j), task in
+             c.tasks([(i, j) for i in range(len(row_spans)) for j in range(len(col_spans))])}
     graph = HighLevelGraph.from_collections(name, layer, dependencies=[array])
-    chunks = (*((n,) for n in array.shape[:lead]), tuple(b - a for a, b in row_spans),
+    chunks = (*((n,) for n in array.shape[:len(c.lead)]), tuple(b - a for a, b in row_spans),
               tuple(b - a for a, b in col_spans))
     return da.Array(graph, name, chunks=chunks, dtype=array.dtype)
 

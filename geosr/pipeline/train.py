@@ -5,11 +5,11 @@ written, not when :func:`geosr.superresolve` is called. Two things kept it out o
 before (benchmarks/RESULTS.md section 6), and both are handled here:
 
 - read-ahead: while the model trains, idle threads would read the whole raster for the
-  tiles, which cannot start before it. The tiles' inputs are therefore bound to the
-  training (:func:`dask.graph_manipulation.bind`): their reads wait for it.
+  tiles, which cannot start before it. The tiles' inputs are therefore a copy of their graph
+  whose reads wait for the training (:mod:`geosr.runtime.graphcopy`).
 - cache: guide chunks read for training windows stayed in memory until their tiles ran.
-  The bound inputs are a copy of the graph with keys of their own, so the training's
-  chunks are released once it has its windows (the chunks under them are read twice).
+  The copy has keys of its own, so the training's chunks are released once it has its
+  windows (the chunks under them are read twice).
 
 With a dask.distributed client the training is submitted to the cluster at once and the
 call returns; the tiles wait for it. A model trained in this process is kept (a few, by
@@ -26,6 +26,7 @@ from ..methods.mmsr import check_model_fits
 from ..methods.scene import SceneModel, train, windows
 from ..runtime.checkpoint import open_task
 from ..runtime.cluster import current_client, in_worker
+from ..runtime.graphcopy import copy_after, renamer, tasks_of
 from ..runtime.memory import reuse_freed_memory
 
 KEPT = 4  # trained models kept in this process, most recent first (each a few hundred kB)
@@ -93,33 +94,13 @@ def after_training(model, *arrays):
 
 
 def _copy_after(array, parent, tag: str):
-    """A copy of the dask ``array``'s graph under keys of its own (suffixed ``tag``), whose root
-    tasks wait for the Delayed ``parent``.
-
-    As :func:`dask.graph_manipulation.bind` means to do; bind's layer by layer copy left keys of
-    rioxarray's reads and masks unrenamed (missing dependencies at compute, or reads shared with
-    the training and free to run ahead), so the graph is copied task by task here.
-    """
+    """A copy of the dask ``array``'s graph (:mod:`geosr.runtime.graphcopy`) whose reads wait for the Delayed ``parent``."""
     import dask.array as da
-    from dask._task_spec import Task, TaskRef, convert_legacy_graph
     from dask.highlevelgraph import HighLevelGraph
 
-    def renamed(key):
-        return (f"{key[0]}-{tag}", *key[1:]) if isinstance(key, tuple) else f"{key}-{tag}"
-
-    tasks = convert_legacy_graph(dict(array.__dask_graph__()))
-    copy = {}
-    for key, node in tasks.items():
-        deps = node.dependencies
-        new = node.substitute({d: renamed(d) for d in deps}, key=renamed(key))
-        copy[renamed(key)] = new if deps else Task(renamed(key), _first, new, TaskRef(parent.key))
-    name = renamed(array.name)
-    graph = HighLevelGraph.from_collections(name, copy, dependencies=[parent])
+    name = renamer(tag)(array.name)
+    graph = HighLevelGraph.from_collections(name, copy_after(tasks_of(array), parent.key, tag), dependencies=[parent])
     return da.Array(graph, name, array.chunks, meta=array._meta)
-
-
-def _first(value, _after):
-    return value
 
 
 def lazy_train(lr, hr_guide, scale: int, options: dict, token: str, store=None, resources=None):
@@ -138,9 +119,8 @@ def lazy_train(lr, hr_guide, scale: int, options: dict, token: str, store=None, 
     opened = None if store is None else open_task(store, token)
     if store is not None and store.reusable() and store.has_model():  # no window needs reading
         return Delayed(name, HighLevelGraph.from_collections(name, {name: (_load_model, opened.key)}, [opened]))
-    # One task per window, cut from the chunks under it (as the tiles are), and the training a
-    # plain graph layer over them: a dask.delayed over sliced arrays would fuse their keys away
-    # where the tiles' bound copy (after_training) still names them.
+    # One task per window, cut from the chunks under it as the tiles are, and the training a
+    # graph layer over them (dask.delayed would first optimise, and so rename, the windows' graphs).
     s = scale
     wins = windows(lr.shape, s, seed=options.get("seed") or 0)
     sources = [cut(lr, [(y, y + h)], [(x, x + w)], f"geosr-window-lr-{k}-{token}") for k, (y, x, h, w) in enumerate(wins)]
