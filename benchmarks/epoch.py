@@ -6,6 +6,7 @@ swaps in the published unfold formulation of the filter to measure that here. Ea
 in a fresh process; peak memory is that process's peak resident set size, all of it.
 
     python benchmarks/epoch.py [--sizes 320x320 1376x1088] [--presets depth remote-sensing fast]
+    python benchmarks/epoch.py --filter both --sizes 320x320 --presets depth remote-sensing   # against the published filter
 """
 from __future__ import annotations
 
@@ -39,34 +40,57 @@ print(json.dumps({"s_per_epoch": (total - fixed) / epochs, "peak_gb": resource.g
 """
 
 
+def run(preset, h, w, epochs, filt):
+    """One configuration in a fresh process: its measurements, or the last line of its error."""
+    r = subprocess.run([sys.executable, "-c", CHILD, preset, str(h), str(w), str(epochs), filt],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        return r.stderr.strip().splitlines()[-1]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", nargs="+", default=["320x320", "1376x1088"])
     ap.add_argument("--presets", nargs="+", default=["depth", "remote-sensing", "fast"])
     ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--filter", choices=["geosr", "unfold"], default="geosr",
-                    help="unfold: the published C x k^2 x H x W formulation instead of geosr's")
+    ap.add_argument("--filter", choices=["geosr", "unfold", "both"], default="geosr",
+                    help="unfold: the published C x k^2 x H x W formulation instead of geosr's; both: the two "
+                         "side by side, alternating, with the ratio (the machine's load then hits both alike)")
     a = ap.parse_args()
     import torch
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; HR size, x4; "
           f"mean of {a.epochs} epochs, after a warm-up call, with preparation and inference subtracted\n")
-    print(f"filter: {a.filter}\n")
-    print("| HR size | preset | channels | windows | s / epoch | peak RSS GB |")
-    print("|---|---|---|---|---|---|")
     from geosr.methods.mmsr import config_for
 
+    if a.filter == "both":
+        print("| HR size | preset | windows | published (unfold) s / epoch | geosr s / epoch | ratio | "
+              "peak RSS GB unfold / geosr |")
+        print("|---|---|---|---|---|---|---|")
+    else:
+        print(f"filter: {a.filter}\n")
+        print("| HR size | preset | channels | windows | s / epoch | peak RSS GB |")
+        print("|---|---|---|---|---|---|")
     for size in a.sizes:
         h, w = map(int, size.split("x"))
         for p in a.presets:
             c = config_for(p)
-            r = subprocess.run([sys.executable, "-c", CHILD, p, str(h), str(w), str(a.epochs), a.filter],
-                               capture_output=True, text=True)
-            if r.returncode != 0:
-                print(f"| {size} | {p} | failed: {r.stderr.strip().splitlines()[-1]} |")
+            windows = f"{c.source_neighbourhood}/{c.guide_neighbourhood}"
+            if a.filter == "both":
+                unfold, geosr = run(p, h, w, a.epochs, "unfold"), run(p, h, w, a.epochs, "geosr")
+                if isinstance(unfold, str) or isinstance(geosr, str):
+                    print(f"| {size} | {p} | failed: {unfold if isinstance(unfold, str) else geosr} |")
+                    continue
+                print(f"| {h}x{w} | {p} | {windows} | {unfold['s_per_epoch']:.2f} | {geosr['s_per_epoch']:.2f} | "
+                      f"**{unfold['s_per_epoch'] / geosr['s_per_epoch']:.1f}x** | "
+                      f"{unfold['peak_gb']:.2f} / {geosr['peak_gb']:.2f} |", flush=True)
                 continue
-            m = json.loads(r.stdout.strip().splitlines()[-1])
-            print(f"| {h}x{w} | {p} | {c.channels} | {c.source_neighbourhood}/{c.guide_neighbourhood} | "
+            m = run(p, h, w, a.epochs, a.filter)
+            if isinstance(m, str):
+                print(f"| {size} | {p} | failed: {m} |")
+                continue
+            print(f"| {h}x{w} | {p} | {c.channels} | {windows} | "
                   f"{m['s_per_epoch']:.2f} | {m['peak_gb']:.2f} |", flush=True)
 
 
