@@ -164,8 +164,8 @@ def _tiled(source, guide, scale, tile_size, overlap, fit, exact, token, model, s
                 fits[key] = (_load_tile, store_key, (i, j), wys[i], wxs[j])
             else:
                 frame = (yb == 0, ya == 0, xb == 0, xa == 0)  # sides without a halo
-                fits[key] = (_tile_task, lo.key(k, i, j), ho.key(k, i, j), wys[i], wxs[j], fit,
-                                           frame, model_key, store_key, (i, j))
+                fits[key] = (_tile_task, lo.key(k, i, j), ho.key(k, i, j), wys[i], wxs[j], fit, frame, model_key,
+                             store_key, (i, j))
         layers[fit_layer] = MaterializedLayer(fits, annotations={"resources": resources} if resources else None)
         deps[fit_layer] = {lo.layer(k), ho.layer(k)} | {c.__dask_layers__()[0] for c in (model, opened) if c is not None}
     for k, tiles in enumerate(members):
