@@ -119,13 +119,20 @@ def test_lazy_training_draws_its_windows_from_the_lazy_arrays():
     assert trained.details["windows"] == 64 and trained.scale == SCALE
 
 
+def _repeated(lr, guide, model, frame=None):
+    """A stand-in tile fit: each source pixel repeated SCALE x SCALE."""
+    return np.kron(lr, np.ones((SCALE, SCALE)))
+
+
 def test_tile_reads_wait_for_the_training_and_read_their_own_chunks():
-    """The tiles' inputs, bound to the training: on 2 threads, no chunk of theirs is read while the
-    model trains (the training reads only the chunks under its windows), and all are read after it."""
+    """The tiles' inputs, gated on the training: on 2 threads, no chunk of theirs is read while the
+    model trains (the training reads only the chunks under its windows), and after it every chunk is
+    read once, in 12 bands of tiles that each wait for an earlier one too."""
     import dask
     import dask.array as da
 
-    from geosr.pipeline.train import LazyModel, after_training
+    from geosr.pipeline.tiling import tiled
+    from geosr.pipeline.train import LazyModel
 
     reads = []
     model = None
@@ -139,12 +146,35 @@ def test_tile_reads_wait_for_the_training_and_read_their_own_chunks():
     model = LazyModel(lazy_train(lr, hr, SCALE, {"epochs": 1, "seed": 0, "channels": 4}, "bound"), "bound")
     under = {(y // 100, x // 100) for y0, x0, h, w in windows(lr.shape, SCALE)
              for y in (y0, y0 + h - 1) for x in (x0, x0 + w - 1)}
-    bound_lr, _ = after_training(model, lr, hr)
-    dask.compute(bound_lr.sum(), model.task, scheduler="threads", num_workers=2)
+    mosaic = tiled(lr, hr, SCALE, 100, 4, _repeated, False, "bound", model.task)
+    assert dask.compute(mosaic.sum(), scheduler="threads", num_workers=2)[0] == 4800 * 4800
     before = {b for b, trained in reads if not trained}
     after = [b for b, trained in reads if trained]
     assert before <= under and len(under) < 144
     assert sorted(after) == sorted((i, j) for i in range(12) for j in range(12))
+
+
+def test_a_result_keeps_its_model_however_many_runs_trained_since():
+    """A run's LazyModel is handed the model its compute trained, so saving it later trains nothing,
+    even after more than KEPT other trainings in this process."""
+    import dask.array as da
+
+    from geosr.pipeline.train import KEPT, LazyModel
+
+    lr = da.from_array(np.random.default_rng(0).random((200, 200)), chunks=100)
+    hr = da.from_array(np.random.default_rng(1).random((1, 800, 800)).astype(np.float32), chunks=(1, 400, 400))
+
+    def lazy(token):
+        return LazyModel(lazy_train(lr, hr, SCALE, {"epochs": 1, "seed": 0, "channels": 4}, token), token)
+
+    mine = lazy("mine")
+    assert not mine.trained
+    trained = mine.task.compute()  # as computing the output does
+    assert mine.trained and mine.get() is trained
+    for k in range(KEPT + 1):
+        lazy(f"other-{k}").get()
+    assert lazy("mine").trained is False  # no longer kept for a new run of that token ...
+    assert mine.get() is trained  # ... but the run that trained it still has it
 
 
 def test_auto_mode_is_per_tile_for_one_tile_and_scene_for_more_and_says_so(case, caplog):
@@ -178,6 +208,7 @@ def test_hybrid_mode_fine_tunes_the_scene_network_on_each_tile(case, tiled_scene
     training), fine-tuned on each tile: closer to the truth than the scene network alone, without seams."""
     (_, _), scene_out = tiled_scene
     model = scene_out.encoding["geosr_model"]
+    assert model.trained  # the fixture's compute trained it; no retraining here
     window = {**case, "source": case["source"].isel(y=slice(24, 72), x=slice(24, 72))}
     truth = case["truth"][96:288, 96:288]
     alone = with_model(window, model, tile_size=24).compute()

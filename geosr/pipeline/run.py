@@ -19,7 +19,7 @@ from ..spec import TRAINED
 from . import assemble, tiling
 from .coregister import coregister, guide_roles
 from .inputs import data_bands
-from .train import after_training, as_task, scene_model
+from .train import as_task, scene_model
 
 LOG = logging.getLogger("geosr")
 
@@ -65,8 +65,7 @@ def _band(source, guide, spec, checkpoint, resume, overwrite, client):
     resources = gpu_resources(client)
     # 4. one network for the scene; 5-7. the tiles fitted, blended and made exact; all lazily
     model = scene_model(co.lr, co.hr_guide, spec, token, store, resources, client) if spec.mode in TRAINED else None
-    lr, hr_guide = after_training(model, co.lr, co.hr_guide)  # no tile is read before the model is there
-    data = tiling.tiled(lr, hr_guide, spec.scale, spec.tile_size, spec.overlap, tiling.kernel(spec), spec.exact,
+    data = tiling.tiled(co.lr, co.hr_guide, spec.scale, spec.tile_size, spec.overlap, tiling.kernel(spec), spec.exact,
                         token, None if model is None else as_task(model, token), store, resources, spec.psf)
     out = assemble.output(data, source, co, spec, tags, input_files)  # 8. the georeferenced DataArray
     out.encoding["geosr_selfcheck"] = [] if check is None else [check]

@@ -21,8 +21,10 @@ Tiles are fed to dask in bands of whole tile lines across the raster's shorter s
 wide kept rows of fitted tiles and input chunks waiting (RESULTS section 6). With more than
 ``LAG + 1`` bands, a band's inputs are a copy of their graph whose reads wait until the blocks
 of the band ``LAG`` before it are blended (:mod:`geosr.runtime.graphcopy`), so at most about
-``LAG + 1`` bands are in memory, whatever the raster's length. Each stage has a layer per band;
-the mosaic is one more layer naming each block under one key.
+``LAG + 1`` bands are in memory, whatever the raster's length. With a scene model, the first
+``LAG`` bands' reads wait for it: while it trains nothing else is read, and the chunks its
+training windows read (under the original keys) are released once it has them. Each stage
+has a layer per band; the mosaic is one more layer naming each block under one key.
 """
 from __future__ import annotations
 
@@ -113,7 +115,9 @@ def _tiled(source, guide, scale, tile_size, overlap, fit, exact, token, model, s
     reach_x = reaching(x_span, cores(xs, scale))
 
     axis, per, n_bands = sweep(len(ys), len(xs), BAND_TILES)
-    gated = n_bands > LAG + 1
+    # With a model, the first LAG bands' reads wait for it (a lazy one trains first, and idle threads
+    # would read the whole raster meanwhile); with many bands, each later band waits for an earlier one.
+    gated = model is not None or n_bands > LAG + 1
     members = [[] for _ in range(n_bands)]  # the tiles (and output blocks) of each band
     for i in range(len(ys)):
         for j in range(len(xs)):
@@ -121,6 +125,9 @@ def _tiled(source, guide, scale, tile_size, overlap, fit, exact, token, model, s
     band_of = {t: k for k, ts in enumerate(members) for t in ts}
     if gated:
         copies = [BandedCopy(tasks_of(source), f"bands-{token}"), BandedCopy(tasks_of(guide), f"bands-{token}")]
+
+        def copied_key(key):
+            return (copies[0] if key[0] == source.name else copies[1]).key(key)
     layers, deps = {}, {}
     for collection in (source, guide, model, opened):
         if collection is not None:
@@ -138,20 +145,22 @@ def _tiled(source, guide, scale, tile_size, overlap, fit, exact, token, model, s
         #    them whose reads wait until the blocks of the band LAG before are blended.
         key_of, cut_deps = None, inputs
         if gated:
-            gate, copied = None, f"geosr-inputs-{token}-{k}"
+            gate, gate_layer, copied = None, None, f"geosr-inputs-{token}-{k}"
             if k >= LAG:
-                gate = f"{gate_name}-{k}"
+                gate = gate_layer = f"{gate_name}-{k}"
                 layers[gate] = MaterializedLayer({gate: (_gate, [(blend_layers[k - LAG], i, j)
                                                                  for i, j in members[k - LAG]])})
                 deps[gate] = {blend_layers[k - LAG]}
+            elif model is not None:
+                gate, gate_layer = model_key, model.__dask_layers__()[0]
             new = {}
             for copy, keys in zip(copies, (lo.reads(tiles) | src.reads(tiles), ho.reads(tiles))):
                 new.update(copy.band(keys, gate))
             if new:
-                layers[copied], deps[copied] = MaterializedLayer(new), {gate} | copied_layers | inputs
+                layers[copied], deps[copied] = MaterializedLayer(new), {gate_layer} | copied_layers | inputs
                 copied_layers = copied_layers | {copied}
             cut_deps = inputs | copied_layers
-            key_of = lambda key: (copies[0] if key[0] == source.name else copies[1]).key(key)  # noqa: E731
+            key_of = copied_key
         for c in cuts:
             layers[c.layer(k)] = MaterializedLayer(dict(c.tasks(tiles, k, key_of)))
             deps[c.layer(k)] = cut_deps

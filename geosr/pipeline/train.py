@@ -5,20 +5,22 @@ written, not when :func:`geosr.superresolve` is called. Two things kept it out o
 before (benchmarks/RESULTS.md section 6), and both are handled here:
 
 - read-ahead: while the model trains, idle threads would read the whole raster for the
-  tiles, which cannot start before it. The tiles' inputs are therefore a copy of their graph
-  whose reads wait for the training (:mod:`geosr.runtime.graphcopy`).
+  tiles, which cannot start before it. The tiles' reads therefore wait for the training
+  (:func:`geosr.pipeline.tiling.tiled` gates its first bands on the model).
 - cache: guide chunks read for training windows stayed in memory until their tiles ran.
-  The copy has keys of its own, so the training's chunks are released once it has its
-  windows (the chunks under them are read twice).
+  The tiles read a copy of the inputs' graph, under keys of their own, so the training's
+  chunks are released once it has its windows (the chunks under them are read twice).
 
 With a dask.distributed client the training is submitted to the cluster at once and the
-call returns; the tiles wait for it. A model trained in this process is kept (a few, by
-token), so computing the output again, or saving the model after writing, trains nothing.
+call returns; the tiles wait for it. A model trained in this process is handed to the run's
+:class:`LazyModel` and kept (a few, by token), so computing the output again, or saving the
+model after writing, trains nothing.
 """
 from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections import OrderedDict
 from contextlib import contextmanager
 
@@ -26,12 +28,14 @@ from ..methods.mmsr import check_model_fits
 from ..methods.scene import SceneModel, train, windows
 from ..runtime.checkpoint import open_task
 from ..runtime.cluster import current_client, in_worker
-from ..runtime.graphcopy import copy_after, renamer, tasks_of
 from ..runtime.memory import reuse_freed_memory
 
 KEPT = 4  # trained models kept in this process, most recent first (each a few hundred kB)
 _kept: OrderedDict = OrderedDict()
 _kept_lock = threading.Lock()
+# Each LazyModel alive, by token: a model trained in this process is handed to them, so a result
+# holds its own model however many other runs trained since (KEPT bounds only the others).
+_waiting: dict = {}
 
 
 class LazyModel:
@@ -41,19 +45,24 @@ class LazyModel:
 
     def __init__(self, task, token: str, future=None):
         self.task, self.token, self._future = task, token, future
+        with _kept_lock:
+            self._model = _kept.get(token)
+            if self._model is None:
+                _waiting.setdefault(token, weakref.WeakSet()).add(self)
 
     @property
     def trained(self) -> bool:
         """Whether the model exists already (trained by a compute of this run, or on the cluster)."""
         if self._future is not None:
             return self._future.done()
-        return _recall(self.token) is not None
+        return self._model is not None
 
     def get(self) -> SceneModel:
         if self._future is not None:
             return self._future.result()
-        model = _recall(self.token)
-        return model if model is not None else self.task.compute()
+        if self._model is None:  # no compute in this process trained it (one would hand it over: _keep)
+            self._model = self.task.compute()
+        return self._model
 
 
 def resolved(model):
@@ -84,23 +93,6 @@ def as_task(model, token: str):
     if isinstance(model, LazyModel):
         return model.task
     return dask.delayed(model, name=f"geosr-model-{token}", traverse=False)
-
-
-def after_training(model, *arrays):
-    """``arrays`` as dask arrays whose reads wait for a :class:`LazyModel`'s training (as they are otherwise)."""
-    if not isinstance(model, LazyModel):
-        return arrays
-    return tuple(_copy_after(a, model.task, f"after-{model.token}") for a in arrays)
-
-
-def _copy_after(array, parent, tag: str):
-    """A copy of the dask ``array``'s graph (:mod:`geosr.runtime.graphcopy`) whose reads wait for the Delayed ``parent``."""
-    import dask.array as da
-    from dask.highlevelgraph import HighLevelGraph
-
-    name = renamer(tag)(array.name)
-    graph = HighLevelGraph.from_collections(name, copy_after(tasks_of(array), parent.key, tag), dependencies=[parent])
-    return da.Array(graph, name, array.chunks, meta=array._meta)
 
 
 def lazy_train(lr, hr_guide, scale: int, options: dict, token: str, store=None, resources=None):
@@ -162,6 +154,10 @@ def _keep(token, model):
         _kept.move_to_end(token, last=False)
         while len(_kept) > KEPT:
             _kept.popitem()
+        for lazy in _waiting.pop(token, ()):
+            lazy._model = model
+        for gone in [t for t, alive in _waiting.items() if not alive]:
+            del _waiting[gone]
 
 
 @contextmanager

@@ -51,20 +51,6 @@ def renamer(tag: str):
     return renamed
 
 
-def copy_after(tasks: dict, after, tag: str) -> dict:
-    """``tasks`` under keys suffixed ``tag`` (:func:`renamer`); each task without dependencies
-    waits for the key ``after`` (its value is not passed on)."""
-    from dask._task_spec import Task, TaskRef
-
-    renamed = renamer(tag)
-    copy = {}
-    for key, node in tasks.items():
-        deps = node.dependencies
-        new = node.substitute({d: renamed(d) for d in deps}, key=renamed(key))
-        copy[renamed(key)] = new if deps else Task(renamed(key), _first, new, TaskRef(after))
-    return copy
-
-
 class BandedCopy:
     """One copy of a graph, made band by band: a task is copied in the first band that needs it,
     and the tasks copied there that need nothing else copied there wait for that band's gate. Later bands
