@@ -7,7 +7,7 @@ once, in the notebook; this script gives it its parameters and runs it (pip inst
 'geosr[notebooks]'), saving the executed notebook, with its pictures, beside the COG.
 
     python examples/large_raster_dask.py [--workers 2 | --address tcp://host:8786] [--window L B R T]
-        [--out DIR] [--overwrite]
+        [--no-selfcheck] [--out DIR] [--overwrite]
 """
 import argparse
 
@@ -22,11 +22,13 @@ def main(argv=None):
                     help="part of the scene, in its CRS (default: all of it)")
     ap.add_argument("--tile-size", type=int, default=None, help="source pixels per tile (default: 512 output pixels)")
     ap.add_argument("--steps", type=int, default=None, help="training steps of the scene model (default: the method's)")
+    ap.add_argument("--no-selfcheck", dest="selfcheck", action="store_false",
+                    help="skip the check one scale down before the run")
     ap.add_argument("--out", default="dask_outputs", help="output folder")
     ap.add_argument("--overwrite", action="store_true", help="replace the files of an earlier run in --out")
     a = ap.parse_args(argv)
     return run("03_large_rasters_dask.ipynb", a.out, a.overwrite, WORKERS=a.workers, ADDRESS=a.address,
-               WINDOW=a.window, TILE_SIZE=a.tile_size, STEPS=a.steps)
+               WINDOW=a.window, TILE_SIZE=a.tile_size, STEPS=a.steps, SELFCHECK=a.selfcheck)
 
 
 if __name__ == "__main__":
