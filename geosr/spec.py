@@ -338,11 +338,9 @@ def given_model(model, spec: RunSpec):
         raise InputError("model= is trained already: train_steps, batch_size (and in mode scene, epochs) set a "
                          "training; leave them out")
     from .methods.mmsr import check_model_fits
+    from .pipeline.train import resolved
 
-    from .pipeline.train import LazyModel
-
-    if isinstance(model, LazyModel):  # another run's result.encoding["geosr_model"]
-        model = model.get()
+    model = resolved(model)  # another run's result.encoding["geosr_model"]: its model, trained now if not yet
     found = model if isinstance(model, scene.SceneModel) else scene.load(model)
     check_model_fits(found, spec.scale)
     return found
