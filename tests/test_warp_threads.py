@@ -89,3 +89,13 @@ def test_the_guide_warp_of_every_chunk_takes_the_warp_lock(guide, monkeypatch):
     assert len(held) == 3 * 7 * 7
     warp.upsample(np.ones((3, 3)), 2)
     assert len(held) == 3 * 7 * 7 + 1
+
+
+@pytest.mark.parametrize("shape, scale", [((144, 144), 4), ((37, 53), 2), ((5, 7), 3), ((2, 9), 8), ((1, 9), 4)])
+def test_bilinear_upsampling_is_gdals(shape, scale):
+    """Back-projection's bilinear upsampling, computed without GDAL, gives GDAL's values (a single row
+    or column still goes through GDAL, which treats it otherwise)."""
+    a = np.random.default_rng(sum(shape)).normal(size=shape)
+    ours = warp.upsample(a, scale, "bilinear")
+    assert ours.shape == (shape[0] * scale, shape[1] * scale)
+    np.testing.assert_allclose(ours, warp._gdal_upsample(a, scale, "bilinear"), rtol=0, atol=1e-13)
