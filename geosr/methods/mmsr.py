@@ -40,8 +40,8 @@ PRESETS: dict[str, MMSRConfig] = {
     # presets are better still when ~12x the time is available.
     "fast": MMSRConfig(channels=16, source_neighbourhood=5, guide_neighbourhood=3, epochs=650,
                        guide_weight_decay=0.0),
-    # The default for mode="scene" (one network for a whole raster; epochs = steps over 4
-    # windows): a network that generalises across a scene needs more channels than one
+    # The default for mode="scene" (one network for a whole raster; epochs = steps over a batch
+    # of windows, geosr.methods.scene.BATCH): a network that generalises across a scene needs more channels than one
     # fitted to a single tile. On the Sentinel-2 Wald check, 32 channels gave 0.745x
     # bicubic against 0.839x with 16, at 300 steps (benchmarks/RESULTS.md).
     "scene": MMSRConfig(channels=32, source_neighbourhood=5, guide_neighbourhood=3, epochs=300,
@@ -104,8 +104,8 @@ def run(pair: Pair, preset: str | None = None, device=None, seed: int = 0, progr
     """
     import torch
 
-    from .fit import (Schedule, autocast, deterministic_kernels, masked_cycle_l1, mixed_precision, optimise,
-                       resolve_device, seeded_init, to_device)
+    from .fit import (Schedule, autocast, deterministic_kernels, infer, masked_cycle_l1, mixed_precision, optimise,
+                      resolve_device, seeded_init, to_device)
     from .nn.mmsr_net import MMSRNet
 
     cfg = config_for(preset, **overrides)
@@ -145,9 +145,7 @@ def run(pair: Pair, preset: str | None = None, device=None, seed: int = 0, progr
 
         history = optimise(net.param_groups(cfg.guide_weight_decay), step_loss, schedule, progress=progress,
                            description="mmsr")
-        net.eval()
-        with torch.no_grad(), autocast(dev, amp):
-            pred = pair.crop(net(guide, source_in)[0, 0]).double().cpu().numpy()
+        pred = pair.crop(infer(net, guide, source_in, dev, amp)[0, 0]).double().cpu().numpy()
     details = {"config": dataclasses.asdict(cfg), "preset": preset or DEFAULT_PRESET, "psf": pair.psf.describe(),
                "start": "random" if init is None else "scene model",
                "device": str(dev),

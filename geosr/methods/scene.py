@@ -215,7 +215,7 @@ def predict(model: SceneModel, pair, device=None, amp: bool | None = None) -> tu
     """Run the scene network on one pair: the HR prediction (float64, source units) and details."""
     import torch
 
-    from .fit import autocast, mixed_precision, resolve_device, to_device
+    from .fit import infer, mixed_precision, resolve_device, to_device
     from .mmsr import check_model_fits, margin_cells
     from .nn.mmsr_net import MMSRNet
 
@@ -225,13 +225,12 @@ def predict(model: SceneModel, pair, device=None, amp: bool | None = None) -> tu
     cfg = model.config
     net = MMSRNet(model.guide_bands, cfg["channels"], cfg["source_neighbourhood"], cfg["guide_neighbourhood"])
     net.load_state_dict({k: torch.from_numpy(v) for k, v in model.state.items()})
-    net.to(dev).eval()
+    net.to(dev)
 
     pair = pair.mirrored(margin_cells(cfg["source_neighbourhood"], cfg["guide_neighbourhood"], pair.scale))
     tensor = partial(to_device, device=dev)
 
     source_in = tensor((pair.source_filled - model.source_mean) / model.source_std)[None, None]
     guide = tensor(pair.guide_standardised(model.guide_mean, model.guide_std))[None]
-    with torch.no_grad(), autocast(dev, amp):
-        pred = pair.crop(net(guide, source_in)[0, 0]).double().cpu().numpy()
+    pred = pair.crop(infer(net, guide, source_in, dev, amp)[0, 0]).double().cpu().numpy()
     return pred * model.source_std + model.source_mean, {"mode": "scene", "device": str(dev), "amp": amp}
