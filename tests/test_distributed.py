@@ -100,24 +100,27 @@ def test_scheduler_options_are_checked(files, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-def test_worker_malloc_thresholds_are_raised_in_workers_only():
-    """dask's workers start with MALLOC_TRIM_THRESHOLD_=65536, which made every large tensor a fresh
-    mmap (scene training 2.2x slower); geosr raises glibc's thresholds there, and nowhere else."""
+def _fit_then_tuned():
+    import numpy as np
+
+    from geosr.runtime import memory
+
+    before = memory._tuned
+    geosr.superresolve_array(np.arange(64.0).reshape(8, 8), np.ones((1, 32, 32)), 4, "bicubic", exact=False)
+    return before, memory._tuned
+
+
+def test_malloc_thresholds_are_raised_once_in_each_process_that_fits():
+    """glibc's thresholds as dask's nanny leaves them (MALLOC_TRIM_THRESHOLD_=65536) made every large
+    tensor a fresh mmap (scene training 2.2x slower), and glibc's own moving ones slowed training after
+    the self-check's fits; geosr raises them in a process once it fits, once."""
     from distributed import Client, LocalCluster
 
-    from geosr.runtime import cluster, memory
+    from geosr.runtime import memory
 
-    # Here, not a worker: glibc is left as it is, and the once-per-process flag stays unset.
-    tuned = memory._tuned
-    memory._tuned = False
-    try:
-        assert cluster.in_worker() is False and memory.reuse_freed_memory() is False
-        assert memory._tuned is False, "outside a worker nothing may be tuned"
-    finally:
-        memory._tuned = tuned
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as c, \
             Client(c) as client:
-        assert client.submit(memory.reuse_freed_memory, pure=False).result() is True
+        assert client.submit(_fit_then_tuned, pure=False).result() == (False, True)  # a fresh worker, then a fit
         assert client.submit(memory.reuse_freed_memory, pure=False).result() is False  # once per process
 
 

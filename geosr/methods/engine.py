@@ -6,6 +6,7 @@ the pipeline has already checked, without going through the public API again.
 """
 from __future__ import annotations
 
+import contextlib
 import numbers
 from pathlib import Path
 
@@ -18,21 +19,27 @@ from ..core.psf import AREA, estimate_or_area
 from ..core.sampling import repeat_cells
 from ..core.warp import displace
 from ..errors import InputError
+from ..runtime.memory import reuse_freed_memory
 from . import get_method
 from .scene import predict
 
 
-def run_pair(pair, method: str, options: dict, exact: bool, model=None, tune: bool = False) -> tuple[np.ndarray, dict]:
+def run_pair(pair, method: str, options: dict, exact: bool, model=None, tune: bool = False,
+             slot=contextlib.nullcontext()) -> tuple[np.ndarray, dict]:
     """(float32 HR output, details): the method's prediction where the guide is valid, bicubic where it
     is not, NaN where the source is not; cell means kept with ``exact``. ``model``: a trained
     :class:`geosr.methods.scene.SceneModel`, which predicts instead of a fit (``options``: device, amp),
-    or with ``tune`` is the fit's starting point (mode "hybrid")."""
-    if model is not None and tune:
-        prediction, details = get_method(method)(pair, init=model, **options)
-    elif model is not None:
-        prediction, details = predict(model, pair, device=options.get("device"), amp=options.get("amp"))
-    else:
-        prediction, details = get_method(method)(pair, **options)
+    or with ``tune`` is the fit's starting point (mode "hybrid"). ``slot``: held around the method
+    alone (:func:`geosr.runtime.cluster.fit_slot`), so that the back-projection of one tile, on one
+    core, runs beside the network of the next."""
+    reuse_freed_memory()
+    with slot:
+        if model is not None and tune:
+            prediction, details = get_method(method)(pair, init=model, **options)
+        elif model is not None:
+            prediction, details = predict(model, pair, device=options.get("device"), amp=options.get("amp"))
+        else:
+            prediction, details = get_method(method)(pair, **options)
     out = prediction if pair.guide_complete else blend(prediction, pair.guide_weight, pair.bicubic_filled)
     out = np.where(pair.hr_valid, out, np.nan)
     out = back_project(out, pair.source, pair.source_valid, pair.scale, psf=pair.psf) if exact else out.astype(

@@ -41,7 +41,7 @@ from ..methods.engine import run_pair
 from ..runtime.checkpoint import open_task
 from ..runtime.cluster import fit_slot
 from ..runtime.graphcopy import BandedCopy, tasks_of
-from ..runtime.memory import release_freed_memory, reuse_freed_memory
+from ..runtime.memory import release_freed_memory
 from .plan import cores, reaching, spans, split, sweep, window
 
 FIT_LAYER = "geosr-fit"
@@ -321,17 +321,15 @@ def fit_tile(source, guide, model=None, *, scale, method, options, exact, feathe
         return np.full((source.shape[0] * scale, source.shape[1] * scale), np.nan, np.float32)
     if not np.isfinite(guide).all(axis=0).any():  # no guide here: bicubic, nothing to fit
         method, options, model = "bicubic", {}, None
-    with fit_slot():
-        pair = prepare_pair(source, guide, scale, feather=feather, psf=psf)
-        pair.frame = tuple(frame)
-        return run_pair(pair, method, {"progress": False, **options}, exact, model, tune)[0]
+    pair = prepare_pair(source, guide, scale, feather=feather, psf=psf)
+    pair.frame = tuple(frame)
+    return run_pair(pair, method, {"progress": False, **options}, exact, model, tune, slot=fit_slot())[0]
 
 
 def _tile_task(lr, hr_guide, wy, wx, fit, frame, model=None, store=None, tile=None):
     """One tile of the mosaic, weighted for the blend: loaded from the checkpoint, or fitted (and saved)."""
     if store is not None and store.has_tile(*tile):  # saved by an earlier compute of this run
         return _load_tile(store, tile, wy, wx)
-    reuse_freed_memory()
     out = fit(lr, hr_guide, frame=frame) if model is None else fit(lr, hr_guide, model, frame=frame)
     if store is not None:
         # The checkpoint keeps float32, the output's type (float64 tiles took twice the disk

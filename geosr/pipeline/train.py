@@ -28,7 +28,6 @@ from ..methods.mmsr import check_model_fits
 from ..methods.scene import SceneModel, train, windows
 from ..runtime.checkpoint import open_task
 from ..runtime.cluster import current_client, in_worker
-from ..runtime.memory import reuse_freed_memory
 
 KEPT = 4  # trained models kept in this process, most recent first (each a few hundred kB)
 _kept: OrderedDict = OrderedDict()
@@ -162,7 +161,7 @@ def _keep(token, model):
 
 @contextmanager
 def _all_cores_in_a_worker():
-    """In a dask worker, let the scene model's training use the machine's cores and reuse freed memory.
+    """In a dask worker, let the scene model's training use the machine's cores.
 
     Worker processes run torch on one thread (the nanny sets OMP_NUM_THREADS=1), which suits
     many tile fits side by side. The scene model trains alone, before any tile is fitted, so
@@ -173,7 +172,6 @@ def _all_cores_in_a_worker():
     if not in_worker():
         yield
         return
-    reuse_freed_memory()
     import torch
 
     before = torch.get_num_threads()

@@ -16,19 +16,19 @@ def _libc():
 
 
 def reuse_freed_memory() -> bool:
-    """In a dask worker, let torch reuse the memory a fit frees (once per process).
+    """Let torch reuse the memory a fit frees: raise glibc's mmap and trim thresholds, once per process.
 
-    dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, and setting it also pins
-    glibc's mmap threshold at 128 KiB: every larger tensor is then mapped afresh and zeroed
-    by the kernel, at every step. A LocalCluster trained the Sentinel-2 scene model 2.2x
-    slower for that (20 steps: 216 s against 100 s). With the thresholds raised, freed
-    tensors are reused; :func:`release_freed_memory` still hands the memory back after each
-    tile. Returns whether glibc took the new thresholds (in this call).
+    Below its mmap threshold glibc reuses freed memory; above it, every tensor is mapped afresh
+    and zeroed by the kernel, at every step. dask's nanny starts workers with
+    MALLOC_TRIM_THRESHOLD_=65536, which pins that threshold at 128 KiB: a LocalCluster trained the
+    Sentinel-2 scene model 2.2x slower (20 steps: 216 s against 100 s). In a plain process glibc
+    moves the threshold by itself, and after the self-check's fits the scene training of the
+    Sentinel-2 Wald check took 62 s instead of 41 s; raised, 49 s (41 s without the check: 33 s;
+    benchmarks/RESULTS.md section 19). :func:`release_freed_memory` still hands the memory back
+    after each tile. Returns whether glibc took the new thresholds (in this call).
     """
     global _tuned
-    from .cluster import in_worker
-
-    if _tuned or not in_worker():
+    if _tuned:
         return False
     _tuned = True
     try:
