@@ -138,7 +138,7 @@ def case(name: str, method: str, options: dict) -> dict:
     elif name == "synthetic":
         from memory import make_inputs  # benchmarks/memory.py, beside this script
 
-        src, guide = make_inputs(tmp, 1024)
+        src, guide = make_inputs(tmp, 1024, 1024)
         values, seconds, shape, tiles = _run(src, [guide], 4, tmp / "out.tif", method, options)
     else:
         raise SystemExit(f"unknown case {name}; choose from {CASES}")

@@ -21,7 +21,7 @@ from .core.psf import CHOICES as PSF_CHOICES
 from .errors import InputError
 from .methods import METHODS
 from .methods.mmsr import DEFAULT_PRESET, DEFAULT_SCENE_PRESET, PRESETS
-from .methods.scene import HYBRID_STEPS, TUNE_EPOCHS
+from .methods.scene import BATCH, HYBRID_STEPS, TUNE_EPOCHS, WINDOW
 from .runtime import cluster
 from .runtime.cluster import SCHEDULERS
 from .spec import MODES, RunSpec, not_applying
@@ -108,7 +108,8 @@ Examples:
                    "--mode hybrid); in --mode scene, the training's steps (as --train-steps). CMSR: steps per tile "
                    "(default 600).")
 @click.option("--batch-size", type=click.IntRange(1), default=None,
-              help="Scene and hybrid modes: training windows per step (default: 4).")
+              help=f"Scene and hybrid modes: training windows of {WINDOW} x {WINDOW} output pixels per step "
+                   f"(default: {BATCH}).")
 @click.option("--train-steps", type=click.IntRange(1), default=None,
               help=f"Scene and hybrid modes: steps of the scene network's training (default: the {DEFAULT_SCENE_PRESET} "
                    f"preset's in scene mode, {HYBRID_STEPS} in hybrid mode, where --epochs are each tile's "

@@ -57,6 +57,20 @@ def test_a_guide_unrelated_to_the_source_is_flagged(depth_crop):
     assert check.helps is False and check.ratio > 1
 
 
+def test_the_checks_fits_stop_at_its_epoch_cap(depth_crop, monkeypatch):
+    """The check fits MMSR for at most selfcheck.EPOCHS epochs a window, whatever the run's: 10000 asked
+    for gives bitwise the check at the cap (here lowered to 5), and the tag says so."""
+    _, src, guide = depth_crop
+    pair, _, _ = prepare(src, guide, 4)
+    monkeypatch.setattr(selfcheck, "EPOCHS", 5)
+    capped = selfcheck.of_pair(pair, "mmsr", {"epochs": 10000, "progress": False}, exact=False)
+    at_cap = selfcheck.of_pair(pair, "mmsr", {"epochs": 5, "progress": False}, exact=False)
+    assert (capped.rmse, capped.rmse_bicubic) == (at_cap.rmse, at_cap.rmse_bicubic)
+    assert selfcheck.capped("mmsr", {"epochs": 3}) == {"epochs": 3}  # fewer than the cap: as asked
+    assert selfcheck.capped("cmsr", {"epochs": 900}) == {"epochs": 900}  # other methods: their own
+    assert "at most 200 epochs a window" in selfcheck.ABOUT
+
+
 def test_the_cli_prints_the_check_and_writes_it_to_the_tags(small_files, tmp_path):
     """A 24 x 24 source is too small to check one scale down at x4: the run says so and goes on;
     --no-selfcheck records that the check was off; bicubic does not take the flag."""

@@ -8,7 +8,8 @@ guide helps on this pair, at this scale, with these settings. It is a prediction
 not a measurement of it: benchmarks/RESULTS.md puts the two side by side where a truth exists.
 
 It runs on at most :data:`WINDOWS` windows of at most :data:`SIDE` source pixels a side (a whole
-small raster), so it costs at most about 1/scale^2 of the run, and much less on a large raster.
+small raster), each MMSR fit for at most :data:`EPOCHS` epochs, so its cost is bounded whatever
+the raster's size.
 """
 from __future__ import annotations
 
@@ -26,8 +27,13 @@ SIDE = 128
 WINDOWS = 4
 # One scale down, the check's source needs at least this many pixels a side.
 MIN_SIDE = 8
+# An MMSR fit of the check runs at most this many epochs: the setting at which benchmarks/RESULTS.md
+# section 15 compared the check with true ratios. At the default preset's 650 it took 78 s of a
+# whole Sentinel-2 scene's fixed cost (benchmarks/RESULTS.md section 19).
+EPOCHS = 200
 ABOUT = ("the method run one scale down: the source degraded by the scale with the run's sensor model, the guide "
-         "averaged onto the source grid, the output scored against the source; ratio = guided RMSE / bicubic RMSE")
+         f"averaged onto the source grid (MMSR: at most {EPOCHS} epochs a window), the output scored against the "
+         "source; ratio = guided RMSE / bicubic RMSE")
 
 
 @dataclass(frozen=True)
@@ -121,11 +127,23 @@ def errors(source, guide, scale: int, method: str, options: dict, exact: bool, p
     if np.isfinite(lower).sum() < 16 or not np.isfinite(guide).all(axis=0).any():
         return 0.0, 0.0, 0
     pair = prepare_pair(lower, guide, scale, psf=psf)
-    guided = run_pair(pair, method, {"progress": False, **options}, exact)[0]
+    guided = run_pair(pair, method, {"progress": False, **capped(method, options)}, exact)[0]
     bicubic = run_pair(pair, "bicubic", {}, exact)[0]
     ok = np.isfinite(source) & np.isfinite(guided) & np.isfinite(bicubic)
     return (float(np.sum((guided[ok] - source[ok]) ** 2)), float(np.sum((bicubic[ok] - source[ok]) ** 2)),
             int(ok.sum()))
+
+
+def capped(method: str, options: dict) -> dict:
+    """``options`` with MMSR's epochs at most :data:`EPOCHS` (the preset's where none are given)."""
+    if method != "mmsr":
+        return options
+    from .mmsr import config_for
+
+    epochs = options.get("epochs")
+    if epochs is None:
+        epochs = config_for(options.get("preset")).epochs
+    return {**options, "epochs": min(int(epochs), EPOCHS)}
 
 
 def slices(found, scale: int) -> list[tuple[tuple, tuple]]:
