@@ -155,12 +155,14 @@ def slices(found, scale: int) -> list[tuple[tuple, tuple]]:
 def run(pieces, scale: int, method: str, options: dict, exact: bool, psf) -> SelfCheck:
     """The check over ``pieces``, an iterable of (source window, guide window) as :func:`errors` takes them,
     with a warning where the method did not beat bicubic."""
-    check = _scored(pieces, scale, method, options, exact, psf)
+    check = scored(pieces, scale, method, options, exact, psf)
     check.warn()
     return check
 
 
-def _scored(pieces, scale, method, options, exact, psf) -> SelfCheck:
+def scored(pieces, scale: int, method: str, options: dict, exact: bool, psf) -> SelfCheck:
+    """The check over ``pieces`` as :func:`run` takes them, without the warning (for a caller that
+    computes it elsewhere and warns itself)."""
     sq, sq_bicubic, pixels, used = 0.0, 0.0, 0, 0
     for source, guide in pieces:
         e, e_bicubic, n = errors(source, guide, scale, method, options, exact, psf)

@@ -10,6 +10,7 @@ the output is computed or written.
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 from ..runtime import provenance
 from ..runtime.checkpoint import Location, TileStore
@@ -57,7 +58,7 @@ def _band(source, guide, spec, checkpoint, resume, overwrite, client):
     tags.update(provenance.software())
     tags.update(provenance.runtime(spec.options.get("device"), client, spec.seed))
     tags.update(input_tags)
-    check = _selfcheck(co, spec) if spec.selfcheck else None  # 3. the method one scale down, now
+    check = _selfcheck(co, spec, client) if spec.selfcheck else None  # 3. the method one scale down, now
     if check is not None:
         tags.update(check.attrs())
     elif spec.method != "bicubic":
@@ -73,13 +74,22 @@ def _band(source, guide, spec, checkpoint, resume, overwrite, client):
     return out
 
 
-def _selfcheck(co, spec):
-    """:mod:`geosr.methods.selfcheck` on windows of the co-registered source and guide (only those are read)."""
+def _selfcheck(co, spec, client):
+    """:mod:`geosr.methods.selfcheck` on windows of the co-registered source and guide (only those are read).
+
+    Without a dask.distributed client the check's fits run as a task of the local scheduler, as the
+    training and the tiles do: run on the calling thread, they left the scene training after them
+    slower on the threaded scheduler (62 s against 41 s; 46 s so; benchmarks/RESULTS.md section 19).
+    With a client they run here, beside the cluster."""
     import dask
 
     found = selfcheck.windows(co.valid[0], spec.scale, co.valid[1], co.valid[2])
-    pieces = dask.compute(*[(co.lr[a], co.hr_guide[b]) for a, b in selfcheck.slices(found, spec.scale)])
-    return selfcheck.run(pieces, spec.scale, spec.method, spec.options, spec.exact, spec.psf)
+    pieces = [(co.lr[a], co.hr_guide[b]) for a, b in selfcheck.slices(found, spec.scale)]
+    score = partial(selfcheck.scored, scale=spec.scale, method=spec.method, options=spec.options, exact=spec.exact,
+                    psf=spec.psf)
+    check = score(dask.compute(*pieces)) if client is not None else dask.delayed(score, pure=False)(pieces).compute()
+    check.warn()
+    return check
 
 
 def _bands(source, guide, spec, checkpoint, execution):
