@@ -15,6 +15,7 @@ from functools import partial
 from ..runtime import provenance
 from ..runtime.checkpoint import Location, TileStore
 from ..runtime.cluster import current_client, gpu_resources
+from ..runtime.memory import reuse_freed_memory
 from ..methods import selfcheck
 from ..spec import TRAINED
 from . import assemble, tiling
@@ -31,6 +32,7 @@ def run(source, guide, spec, checkpoint=None, resume: bool = False, overwrite: b
     ``checkpoint``: a folder for finished tiles (:mod:`geosr.runtime.checkpoint`), with ``resume`` and
     ``overwrite``; ``client``: the dask.distributed Client the graph is meant for."""
     execution = dict(resume=resume, overwrite=overwrite, client=client)
+    reuse_freed_memory()  # before the run's first allocations, not at its first fit
     if spec.several_bands:
         return _bands(source, guide, spec, checkpoint, execution)
     return _band(source, guide, spec, checkpoint, **execution)

@@ -16,7 +16,8 @@ def _libc():
 
 
 def reuse_freed_memory() -> bool:
-    """Let torch reuse the memory a fit frees: raise glibc's mmap and trim thresholds, once per process.
+    """Let torch reuse the memory a fit frees: raise glibc's mmap and trim thresholds, once per process
+    (when a run starts, or at the first fit in a dask worker).
 
     Below its mmap threshold glibc reuses freed memory; above it, every tensor is mapped afresh
     and zeroed by the kernel, at every step. dask's nanny starts workers with
