@@ -41,9 +41,9 @@ PRESETS: dict[str, MMSRConfig] = {
     "fast": MMSRConfig(channels=16, source_neighbourhood=5, guide_neighbourhood=3, epochs=650,
                        guide_weight_decay=0.0),
     # The default for mode="scene" (one network for a whole raster; epochs = steps over a batch
-    # of windows, geosr.methods.scene.BATCH): a network that generalises across a scene needs more channels than one
-    # fitted to a single tile. On the Sentinel-2 Wald check, 32 channels gave 0.745x
-    # bicubic against 0.839x with 16, at 300 steps (benchmarks/RESULTS.md).
+    # of windows, geosr.methods.scene.BATCH): a network that generalises across a scene needs
+    # more channels than one fitted to a single tile. On the Sentinel-2 Wald check, 32 channels
+    # gave 0.745x bicubic against 0.839x with 16, at 300 steps (benchmarks/RESULTS.md).
     "scene": MMSRConfig(channels=32, source_neighbourhood=5, guide_neighbourhood=3, epochs=300,
                         guide_weight_decay=0.0),
 }

@@ -150,10 +150,9 @@ def train(sources, guides, scale: int, *, preset=None, epochs=None, batch_size: 
 
     from .fit import (Schedule, autocast, deterministic_kernels, masked_cycle_l1, mixed_precision, optimise,
                       resolve_device, seeded_init, to_device)
+    from ..runtime.memory import reuse_freed_memory
     from .mmsr import DEFAULT_SCENE_PRESET, config_for
     from .nn.mmsr_net import MMSRNet
-
-    from ..runtime.memory import reuse_freed_memory
 
     reuse_freed_memory()
     t0 = time.perf_counter()
