@@ -1,20 +1,27 @@
-"""The strip-wise adaptive filter must equal the published unfold formulation exactly."""
+"""Both ways of computing the adaptive filter must equal the published unfold formulation exactly."""
 import pytest
 import torch
 
+import geosr.methods.nn.modulation as mod
 from geosr.methods.nn.modulation import adaptive_filter, adaptive_filter_unfold
 
+# The CPU's banded matmuls (adaptive_filter's way here from 5 x 5 windows) and the offset-by-offset
+# sums (the GPU's way, and the CPU's for smaller windows), both run on the CPU.
+WAYS = {"banded": lambda q, v, size: mod._BandedFilter.apply(q, v, size, mod._BAND_WIDTH),
+        "offset": lambda q, v, size: mod._OffsetFilter.apply(q, v, size)}
 
+
+@pytest.mark.parametrize("way", WAYS)
 @pytest.mark.parametrize("size", [1, 3, 5, 11])
 @pytest.mark.parametrize("shape", [(2, 4, 7, 9), (1, 3, 13, 6), (1, 2, 4, 3), (2, 5, 40, 33)])
-def test_equals_unfold_in_values_and_gradients(size, shape):
+def test_equals_unfold_in_values_and_gradients(way, size, shape):
     g = torch.Generator().manual_seed(size * 100 + shape[-1])
     q = torch.randn(shape, generator=g, dtype=torch.float64, requires_grad=True)
     v = torch.randn(shape, generator=g, dtype=torch.float64, requires_grad=True)
     upstream = torch.randn(shape, generator=g, dtype=torch.float64)
 
     ref = adaptive_filter_unfold(q, v, size)
-    out = adaptive_filter(q, v, size)
+    out = WAYS[way](q, v, size)
     ref_grads = torch.autograd.grad(ref, (q, v), upstream)
     grads = torch.autograd.grad(out, (q, v), upstream)
 
@@ -56,8 +63,6 @@ def test_rejects_even_window_and_mismatched_shapes():
 @pytest.mark.parametrize("budget", [1, 40, 200])
 def test_strips_give_the_same_values_and_gradients(monkeypatch, budget):
     # Large images are processed in strips of rows; force several (down to one row) on a small one.
-    import geosr.methods.nn.modulation as mod
-
     monkeypatch.setattr(mod, "_CPU_STRIP_ELEMENTS", budget)
     g = torch.Generator().manual_seed(budget)
     q = torch.randn(1, 4, 23, 9, generator=g, dtype=torch.float64, requires_grad=True)
@@ -65,10 +70,29 @@ def test_strips_give_the_same_values_and_gradients(monkeypatch, budget):
     upstream = torch.randn(1, 4, 23, 9, generator=g, dtype=torch.float64)
     assert mod._strip_rows(q) < 23
     for size in (3, 11):
-        out = adaptive_filter(q, v, size)
+        out = WAYS["offset"](q, v, size)
         ref = adaptive_filter_unfold(q, v, size)
         torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
         for a, b in zip(torch.autograd.grad(out, (q, v), upstream), torch.autograd.grad(ref, (q, v), upstream)):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("budget", [1, 10**6])
+@pytest.mark.parametrize("block", [1, 3, 4, 16])
+def test_banded_strips_and_blocks_give_the_same_values_and_gradients(monkeypatch, budget, block):
+    # Strips of one row or several, blocks narrower than the window (their windows' gradients fold
+    # back over several blocks) and wider than the image, on a batch of two.
+    g = torch.Generator().manual_seed(block)
+    q, v, upstream = torch.randn(3, 2, 4, 13, 10, generator=g, dtype=torch.float64).unbind(0)
+    q.requires_grad_(), v.requires_grad_()
+    monkeypatch.setattr(mod, "_BAND_STRIP_ELEMENTS", budget)
+    for size in (3, 7):
+        assert (mod._banded_rows(4, 10, size, block) < 13) == (budget == 1)
+        out = mod._BandedFilter.apply(q, v, size, block)
+        grads = torch.autograd.grad(out, (q, v), upstream)
+        ref = adaptive_filter_unfold(q, v, size)
+        torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
+        for a, b in zip(grads, torch.autograd.grad(ref, (q, v), upstream)):
             torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
 
 

@@ -11,20 +11,34 @@ Neighbours outside the image are zeros, as in the published code (its ``F.unfold
 zero-pads), so they still take softmax mass with logit 0.
 
 The published code unfolds ``values`` into a C x size^2 x H x W tensor (12 GB forward
-and backward at C=64, 320x320, size 11). Here the same result is accumulated one
-offset at a time, in strips of rows that fit in cache, inside a custom autograd
-Function whose backward recomputes what it needs. Memory is O(size^2 H W + C H W).
+and backward at C=64, 320x320, size 11). Here the same result is computed in strips of
+rows that fit in cache, inside custom autograd Functions whose backward recomputes what
+it needs, so memory is O(size^2 H W + C H W). Two ways, the same numbers:
+
+- on the CPU, by batched matrix products (:class:`_BandedFilter`): a row of ``bw`` pixels
+  against the ``bw + size - 1`` values its windows cover is one small matmul per window
+  row, whose band holds the logits; the weights, laid on a band, multiply the same values
+  for the weighted sums.
+  The band wastes ``(bw + size - 1) / size`` of the products, but matmuls run at the
+  CPU's arithmetic speed where the per-offset sums are bound by memory;
+- on GPUs, and for windows under 5 x 5, one offset at a time (:class:`_OffsetFilter`):
+  on a GPU over the whole image, a few hundred large elementwise kernels.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-# Elements (C * rows * W) per strip: about 2 MB of float32, which measured fastest on
-# CPU (benchmarks/modulation.py). On GPUs one strip covers the whole image to keep the
-# number of kernel launches small.
+# Offset by offset: elements (C * rows * W) per strip. One strip covers the whole image on
+# GPUs, to keep the number of kernel launches small; on the CPU about 2 MB of float32.
 _CPU_STRIP_ELEMENTS = 2**19
 _GPU_STRIP_ELEMENTS = 2**26
+# Banded: pixels a matmul row, and elements of a strip's windows, (rows + size - 1) x W/bw x
+# (bw + size - 1) x C, which measured fastest on the CPU (benchmarks/modulation.py). Below 5 x 5
+# windows the band's waste outweighs the matmuls' speed and the CPU sums offset by offset.
+_BAND_WIDTH = 16
+_BAND_STRIP_ELEMENTS = 2**20
+_BAND_MIN_SIZE = 5
 
 
 def _strip_rows(t: torch.Tensor) -> int:
@@ -37,7 +51,7 @@ def _offsets(size: int):
     return [divmod(o, size) for o in range(size * size)]
 
 
-class _AdaptiveFilter(torch.autograd.Function):
+class _OffsetFilter(torch.autograd.Function):
     # Under mixed precision the filter still runs in float32: its softmax over k^2 logits
     # and its long sums lose too much in bfloat16; the convolutions around it need not.
     @staticmethod
@@ -89,10 +103,133 @@ class _AdaptiveFilter(torch.autograd.Function):
         return grad_query, grad_padded[:, :, r:r + h, r:r + w], None
 
 
+def _channels_last(t: torch.Tensor, width: int, pad: int = 0) -> torch.Tensor:
+    """(B, C, H, W) -> (B, H + 2 pad, width + 2 pad, C), zeros around and right of W."""
+    return F.pad(t, (pad, width - t.shape[-1] + pad, pad, pad)).permute(0, 2, 3, 1).contiguous()
+
+
+def _windows(padded: torch.Tensor, y0: int, y1: int, size: int, bw: int) -> torch.Tensor:
+    """The values under rows y0:y1's windows, (rows + size - 1, W/bw, bw + size - 1, C): the
+    overlapping runs of columns that each block of ``bw`` pixels reads, copied together."""
+    rows = padded[y0:y1 + size - 1]
+    c = rows.shape[-1]
+    blocks = (rows.shape[1] - size + 1) // bw
+    return rows.as_strided((rows.shape[0], blocks, bw + size - 1, c), (rows.stride(0), bw * c, c, 1)).contiguous()
+
+
+def _band(m: torch.Tensor, bw: int, size: int, transposed: bool, offset: int = 0) -> torch.Tensor:
+    """A view (n, bw, size) of the band of the matrices ``m`` (n, rows, L): element (i, o) is
+    ``m[:, i + o, offset + i]`` if ``transposed`` else ``m[:, i, offset + i + o]``."""
+    step = m.shape[2]
+    return m.as_strided((m.shape[0], bw, size), (m.stride(0), step + 1, step if transposed else 1),
+                        m.storage_offset() + offset)
+
+
+def _banded_rows(c: int, w: int, size: int, bw: int) -> int:
+    """Rows in a strip, so that its windows hold about ``_BAND_STRIP_ELEMENTS`` elements."""
+    return max(1, _BAND_STRIP_ELEMENTS // (-(-w // bw) * (bw + size - 1) * c))
+
+
+class _BandedFilter(torch.autograd.Function):
+    # Works in (B, H, W, C) with W padded to whole blocks; a strip's blocks are the batch of
+    # its matmuls, n = rows x W/bw of them, one matmul per window row dy.
+    @staticmethod
+    @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)
+    def forward(ctx, query, values, size, bw):
+        b, c, h, w = values.shape
+        r, span = size // 2, bw + size - 1
+        wp = -(-w // bw) * bw
+        q = _channels_last(query, wp)
+        padded = _channels_last(values, wp, r)
+        weights = q.new_empty(b, h, wp, size, size)
+        out = q.new_zeros(b, h, wp, c)
+        rows = _banded_rows(c, w, size, bw)
+        for i in range(b):
+            for y0 in range(0, h, rows):
+                y1 = min(h, y0 + rows)
+                n = (y1 - y0) * wp // bw
+                win = _windows(padded[i], y0, y1, size, bw)
+                a = weights[i, y0:y1]
+                # Logits: the transposed band of (windows x query), one window row at a time.
+                qt = q[i, y0:y1].reshape(n, bw, c).transpose(1, 2).contiguous()
+                prod = q.new_empty(n, span, bw)
+                for dy in range(size):
+                    torch.bmm(win[dy:dy + y1 - y0].view(n, span, c), qt, out=prod)
+                    a[:, :, dy].view(n, bw, size).copy_(_band(prod, bw, size, transposed=True))
+                flat = a.view(y1 - y0, wp, size * size)
+                flat.copy_(torch.softmax(flat, -1))
+                # Weighted sums: (weights on the band) x windows.
+                spread = q.new_zeros(n, bw, span)
+                on_band = _band(spread, bw, size, transposed=False)
+                o = out[i, y0:y1].view(n, bw, c)
+                for dy in range(size):
+                    on_band.copy_(a[:, :, dy].reshape(n, bw, size))
+                    o.baddbmm_(spread, win[dy:dy + y1 - y0].view(n, span, c))
+        ctx.save_for_backward(q, padded, weights)
+        ctx.shape = (size, bw, w)
+        return out[:, :, :w].permute(0, 3, 1, 2)
+
+    @staticmethod
+    @torch.amp.custom_bwd(device_type="cpu")
+    def backward(ctx, grad_out):
+        q, padded, weights = ctx.saved_tensors
+        size, bw, w = ctx.shape
+        b, h, wp, c = q.shape
+        r, span = size // 2, bw + size - 1
+        g = _channels_last(grad_out, wp)
+        grad_q = torch.zeros_like(q)
+        # bw spare columns on the right, so the windows' last columns fold back with one view.
+        grad_padded = q.new_zeros(b, h + 2 * r, wp + 2 * r + bw, c)
+        rows = _banded_rows(c, w, size, bw)
+        for i in range(b):
+            for y0 in range(0, h, rows):
+                y1 = min(h, y0 + rows)
+                m, n = y1 - y0, (y1 - y0) * wp // bw
+                win = _windows(padded[i], y0, y1, size, bw)
+                a = weights[i, y0:y1]
+                gb, qb = g[i, y0:y1].reshape(n, bw, c), q[i, y0:y1].reshape(n, bw, c)
+                # d loss / d weights (as the logits, with the upstream gradient for the query),
+                # then through the softmax to the logits.
+                gt = gb.transpose(1, 2).contiguous()
+                prod = q.new_empty(n, span, bw)
+                dl = q.new_empty(m, wp, size, size)
+                for dy in range(size):
+                    torch.bmm(win[dy:dy + m].view(n, span, c), gt, out=prod)
+                    dl[:, :, dy].view(n, bw, size).copy_(_band(prod, bw, size, transposed=True))
+                af, dlf = a.reshape(m, wp, size * size), dl.view(m, wp, size * size)
+                dlf.sub_((af * dlf).sum(-1, keepdim=True)).mul_(af)
+                # The query's gradient: (dl on the band) x windows. The windows' gradient:
+                # (weights | dl on transposed bands) x (upstream | query), then folded back.
+                spread = q.new_zeros(n, bw, span)
+                dl_band = _band(spread, bw, size, transposed=False)
+                both = q.new_zeros(n, span, 2 * bw)
+                a_back = _band(both, bw, size, transposed=True)
+                dl_back = _band(both, bw, size, transposed=True, offset=bw)
+                upstream_and_query = torch.cat([gb, qb], 1)
+                grad_win = q.new_zeros(m + size - 1, wp // bw, span, c)
+                gq = grad_q[i, y0:y1].view(n, bw, c)
+                for dy in range(size):
+                    wd = win[dy:dy + m].view(n, span, c)
+                    d = dl[:, :, dy].reshape(n, bw, size)
+                    dl_band.copy_(d)
+                    gq.baddbmm_(spread, wd)
+                    a_back.copy_(a[:, :, dy].reshape(n, bw, size))
+                    dl_back.copy_(d)
+                    grad_win[dy:dy + m].view(n, span, c).baddbmm_(both, upstream_and_query)
+                gp = grad_padded[i, y0:y1 + size - 1]
+                for c0 in range(0, span, bw):
+                    c1 = min(span, c0 + bw)
+                    gp[:, c0:c0 + wp].view(m + size - 1, wp // bw, bw, c)[:, :, :c1 - c0] += grad_win[:, :, c0:c1]
+        return (grad_q[:, :, :w].permute(0, 3, 1, 2), grad_padded[:, r:r + h, r:r + w].permute(0, 3, 1, 2),
+                None, None)
+
+
 def adaptive_filter(query: torch.Tensor, values: torch.Tensor, size: int) -> torch.Tensor:
     """Filter ``values`` (B, C, H, W) with per-pixel kernels steered by ``query`` (same shape)."""
     _check(query, values, size)
-    return _AdaptiveFilter.apply(query, values, size)
+    if query.is_cuda or size < _BAND_MIN_SIZE:
+        return _OffsetFilter.apply(query, values, size)
+    return _BandedFilter.apply(query, values, size, _BAND_WIDTH)
 
 
 def adaptive_filter_unfold(query: torch.Tensor, values: torch.Tensor, size: int) -> torch.Tensor:
