@@ -5,7 +5,7 @@ import torch
 import geosr.methods.nn.modulation as mod
 from geosr.methods.nn.modulation import adaptive_filter, adaptive_filter_unfold
 
-# The CPU's banded matmuls (adaptive_filter's way here from 5 x 5 windows) and the offset-by-offset
+# The CPU's banded matmuls (adaptive_filter's way here from 7 x 7 windows) and the offset-by-offset
 # sums (the GPU's way, and the CPU's for smaller windows), both run on the CPU.
 WAYS = {"banded": lambda q, v, size: mod._BandedFilter.apply(q, v, size, mod._BAND_WIDTH),
         "offset": lambda q, v, size: mod._OffsetFilter.apply(q, v, size)}

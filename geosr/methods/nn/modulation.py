@@ -15,13 +15,13 @@ and backward at C=64, 320x320, size 11). Here the same result is computed in str
 rows that fit in cache, inside custom autograd Functions whose backward recomputes what
 it needs, so memory is O(size^2 H W + C H W). Two ways, the same numbers:
 
-- on the CPU, by batched matrix products (:class:`_BandedFilter`): a row of ``bw`` pixels
+- on the CPU from 7 x 7 windows, by batched matrix products (:class:`_BandedFilter`): a row of ``bw`` pixels
   against the ``bw + size - 1`` values its windows cover is one small matmul per window
   row, whose band holds the logits; the weights, laid on a band, multiply the same values
   for the weighted sums.
   The band wastes ``(bw + size - 1) / size`` of the products, but matmuls run at the
   CPU's arithmetic speed where the per-offset sums are bound by memory;
-- on GPUs, and for windows under 5 x 5, one offset at a time (:class:`_OffsetFilter`):
+- on GPUs, and for smaller windows, one offset at a time (:class:`_OffsetFilter`):
   on a GPU over the whole image, a few hundred large elementwise kernels.
 """
 from __future__ import annotations
@@ -34,11 +34,14 @@ import torch.nn.functional as F
 _CPU_STRIP_ELEMENTS = 2**19
 _GPU_STRIP_ELEMENTS = 2**26
 # Banded: pixels a matmul row, and elements of a strip's windows, (rows + size - 1) x W/bw x
-# (bw + size - 1) x C, which measured fastest on the CPU (benchmarks/modulation.py). Below 5 x 5
-# windows the band's waste outweighs the matmuls' speed and the CPU sums offset by offset.
+# (bw + size - 1) x C, which measured fastest on the CPU (benchmarks/modulation.py). At 3 x 3
+# windows the band's waste outweighs the matmuls' speed. At 5 x 5 (the default presets') the band
+# was 1.5x faster, but a run's bands differed from their single-band runs in the last bits once in
+# three test-suite runs, which the offset-by-offset sums never did (RESULTS section 20), so the
+# banded filter is kept to wider windows until that is understood.
 _BAND_WIDTH = 16
 _BAND_STRIP_ELEMENTS = 2**20
-_BAND_MIN_SIZE = 5
+_BAND_MIN_SIZE = 7
 
 
 def _strip_rows(t: torch.Tensor) -> int:
