@@ -1,5 +1,5 @@
 """Cross-domain adaptive filter: geosr's (``adaptive_filter``, on the CPU banded matmuls from
-5 x 5 windows) against the published unfold.
+7 x 7 windows) against the published unfold.
 
 Forward + backward time (best of 3) and peak memory at C=64, 320 x 320, k = 11 and 5.
 Each variant runs in a fresh process; peak memory is the rise of that process's peak

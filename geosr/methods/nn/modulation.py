@@ -133,6 +133,31 @@ def _banded_rows(c: int, w: int, size: int, bw: int) -> int:
     return max(1, _BAND_STRIP_ELEMENTS // (-(-w // bw) * (bw + size - 1) * c))
 
 
+def _correlate(win: torch.Tensor, x: torch.Tensor, size: int, bw: int, out: torch.Tensor) -> None:
+    """Into ``out`` (rows, W, size, size): each pixel's dot products of ``x`` (rows, W, C) with the
+    values under its window, as the transposed band of (windows x ``x``), one window row at a time."""
+    m, wp, c = x.shape
+    n, span = m * wp // bw, bw + size - 1
+    xt = x.reshape(n, bw, c).transpose(1, 2).contiguous()
+    prod = x.new_empty(n, span, bw)
+    for dy in range(size):
+        torch.bmm(win[dy:dy + m].view(n, span, c), xt, out=prod)
+        out[:, :, dy].view(n, bw, size).copy_(_band(prod, bw, size, transposed=True))
+
+
+def _weighted_sum(win: torch.Tensor, weights: torch.Tensor, size: int, bw: int, out: torch.Tensor) -> None:
+    """Adds to ``out`` (rows, W, C) each pixel's sum of the values under its window, weighted by
+    ``weights`` (rows, W, size, size): (weights laid on a band) x windows, one window row at a time."""
+    m, wp, c = out.shape
+    n, span = m * wp // bw, bw + size - 1
+    spread = out.new_zeros(n, bw, span)
+    on_band = _band(spread, bw, size, transposed=False)
+    blocks = out.view(n, bw, c)
+    for dy in range(size):
+        on_band.copy_(weights[:, :, dy].reshape(n, bw, size))
+        blocks.baddbmm_(spread, win[dy:dy + m].view(n, span, c))
+
+
 class _BandedFilter(torch.autograd.Function):
     # Works in (B, H, W, C) with W padded to whole blocks; a strip's blocks are the batch of
     # its matmuls, n = rows x W/bw of them, one matmul per window row dy.
@@ -140,34 +165,21 @@ class _BandedFilter(torch.autograd.Function):
     @torch.amp.custom_fwd(device_type="cpu", cast_inputs=torch.float32)
     def forward(ctx, query, values, size, bw):
         b, c, h, w = values.shape
-        r, span = size // 2, bw + size - 1
         wp = -(-w // bw) * bw
         q = _channels_last(query, wp)
-        padded = _channels_last(values, wp, r)
+        padded = _channels_last(values, wp, size // 2)
         weights = q.new_empty(b, h, wp, size, size)
         out = q.new_zeros(b, h, wp, c)
         rows = _banded_rows(c, w, size, bw)
         for i in range(b):
             for y0 in range(0, h, rows):
                 y1 = min(h, y0 + rows)
-                n = (y1 - y0) * wp // bw
                 win = _windows(padded[i], y0, y1, size, bw)
                 a = weights[i, y0:y1]
-                # Logits: the transposed band of (windows x query), one window row at a time.
-                qt = q[i, y0:y1].reshape(n, bw, c).transpose(1, 2).contiguous()
-                prod = q.new_empty(n, span, bw)
-                for dy in range(size):
-                    torch.bmm(win[dy:dy + y1 - y0].view(n, span, c), qt, out=prod)
-                    a[:, :, dy].view(n, bw, size).copy_(_band(prod, bw, size, transposed=True))
+                _correlate(win, q[i, y0:y1], size, bw, out=a)
                 flat = a.view(y1 - y0, wp, size * size)
                 flat.copy_(torch.softmax(flat, -1))
-                # Weighted sums: (weights on the band) x windows.
-                spread = q.new_zeros(n, bw, span)
-                on_band = _band(spread, bw, size, transposed=False)
-                o = out[i, y0:y1].view(n, bw, c)
-                for dy in range(size):
-                    on_band.copy_(a[:, :, dy].reshape(n, bw, size))
-                    o.baddbmm_(spread, win[dy:dy + y1 - y0].view(n, span, c))
+                _weighted_sum(win, a, size, bw, out=out[i, y0:y1])
         ctx.save_for_backward(q, padded, weights)
         ctx.shape = (size, bw, w)
         return out[:, :, :w].permute(0, 3, 1, 2)
@@ -190,34 +202,23 @@ class _BandedFilter(torch.autograd.Function):
                 m, n = y1 - y0, (y1 - y0) * wp // bw
                 win = _windows(padded[i], y0, y1, size, bw)
                 a = weights[i, y0:y1]
-                gb, qb = g[i, y0:y1].reshape(n, bw, c), q[i, y0:y1].reshape(n, bw, c)
                 # d loss / d weights (as the logits, with the upstream gradient for the query),
                 # then through the softmax to the logits.
-                gt = gb.transpose(1, 2).contiguous()
-                prod = q.new_empty(n, span, bw)
                 dl = q.new_empty(m, wp, size, size)
-                for dy in range(size):
-                    torch.bmm(win[dy:dy + m].view(n, span, c), gt, out=prod)
-                    dl[:, :, dy].view(n, bw, size).copy_(_band(prod, bw, size, transposed=True))
+                _correlate(win, g[i, y0:y1], size, bw, out=dl)
                 af, dlf = a.reshape(m, wp, size * size), dl.view(m, wp, size * size)
                 dlf.sub_((af * dlf).sum(-1, keepdim=True)).mul_(af)
-                # The query's gradient: (dl on the band) x windows. The windows' gradient:
+                # The query's gradient: the values weighted by dl. The windows' gradient:
                 # (weights | dl on transposed bands) x (upstream | query), then folded back.
-                spread = q.new_zeros(n, bw, span)
-                dl_band = _band(spread, bw, size, transposed=False)
+                _weighted_sum(win, dl, size, bw, out=grad_q[i, y0:y1])
                 both = q.new_zeros(n, span, 2 * bw)
                 a_back = _band(both, bw, size, transposed=True)
                 dl_back = _band(both, bw, size, transposed=True, offset=bw)
-                upstream_and_query = torch.cat([gb, qb], 1)
+                upstream_and_query = torch.cat([g[i, y0:y1].reshape(n, bw, c), q[i, y0:y1].reshape(n, bw, c)], 1)
                 grad_win = q.new_zeros(m + size - 1, wp // bw, span, c)
-                gq = grad_q[i, y0:y1].view(n, bw, c)
                 for dy in range(size):
-                    wd = win[dy:dy + m].view(n, span, c)
-                    d = dl[:, :, dy].reshape(n, bw, size)
-                    dl_band.copy_(d)
-                    gq.baddbmm_(spread, wd)
                     a_back.copy_(a[:, :, dy].reshape(n, bw, size))
-                    dl_back.copy_(d)
+                    dl_back.copy_(dl[:, :, dy].reshape(n, bw, size))
                     grad_win[dy:dy + m].view(n, span, c).baddbmm_(both, upstream_and_query)
                 gp = grad_padded[i, y0:y1 + size - 1]
                 for c0 in range(0, span, bw):
