@@ -15,6 +15,7 @@ from .core.pair import FRAME
 from .errors import InputError
 from .methods import selfcheck
 from .methods.engine import prepare, run_pair
+from .methods.mmsr import check_start
 from .spec import TRAINED, RunSpec
 
 
@@ -95,7 +96,10 @@ def superresolve_array(source, guide, scale=RunSpec.scale, method: str = RunSpec
         11/5 windows, "remote-sensing" = 5/3), ``epochs``, ``device`` (None = CUDA if
         available, else CPU), ``seed`` (default 0; same seed and device give the same
         output), ``source_neighbourhood``, ``guide_neighbourhood``, ``channels``, ``lr``,
-        ``progress``. See :class:`geosr.methods.mmsr.MMSRConfig`. For cmsr: ``steps``,
+        ``progress``, ``start`` ("random", the paper's and the default, or "learned": the
+        weights :mod:`geosr.methods.start` learned on CC0 Landsat-8 pairs, shipped for preset
+        "fast" with 3 guide bands, for short budgets: ahead of random weights at 100 epochs on 5
+        of 6 real pairs, behind at the default 650 on 5 of 6, benchmarks/RESULTS.md section 21). See :class:`geosr.methods.mmsr.MMSRConfig`. For cmsr: ``steps``,
         ``channels``, ``crop``, ``self_ensemble``, ... (:class:`geosr.methods.cmsr.CMSRConfig`).
 
     Returns
@@ -109,6 +113,8 @@ def superresolve_array(source, guide, scale=RunSpec.scale, method: str = RunSpec
     t0 = time.perf_counter()
     pair, alignment, sensor = prepare(source, guide, spec.scale, mask=mask, feather=spec.feather, psf=spec.psf,
                                       align=spec.align, flat_mask=flat_mask, frame=frame)
+    if spec.learned_start:
+        check_start(spec.options, pair.guide.shape[0])
     check = selfcheck.of_pair(pair, spec.method, spec.options, spec.exact) if spec.selfcheck else None
     out, details = run_pair(pair, spec.method, spec.options, spec.exact)
     if not return_info:

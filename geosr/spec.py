@@ -40,6 +40,7 @@ APPLIES_TO = {
     "model_in": (("mmsr",), "a scene model is an MMSR network"),
     "model_out": (("mmsr",), "a scene model is an MMSR network"),
     "amp": (("mmsr",), "it sets MMSR's network precision"),
+    "start": (("mmsr",), "a start is an MMSR network's weights"),
     "epochs": (LEARNED, "only learned methods optimise"),
     "seed": (LEARNED, "the method gives the same output for any seed"),
     "device": (LEARNED, "the method runs on the CPU"),
@@ -113,6 +114,14 @@ class RunSpec:
                     raise InputError(f"{name} sets the scene network's training: it applies to method='mmsr' with "
                                      f"mode 'scene', 'hybrid' or 'auto', not {which}")
                 set_(name, positive_int(getattr(self, name), name))
+        if self.learned_start:
+            if self.mode in TRAINED:
+                raise InputError(f"start='learned' is where each tile's own fit begins; mode={self.mode!r} trains one "
+                                 "network for the whole raster first: use mode='tile' (--mode tile) with it, or leave "
+                                 "start out")
+            if self.ensemble is not None:
+                raise InputError("an ensemble spread needs fits that differ by their seed, and from the learned start "
+                                 "they do not: use start='random' (--start random) with ensemble")
         if self.scene_model is not None:
             set_("scene_model", given_model(self.scene_model, self))
             if self.ensemble is not None:
@@ -159,6 +168,10 @@ class RunSpec:
         return self.options.get("seed", 0)
 
     @property
+    def learned_start(self) -> bool:
+        return self.method == "mmsr" and self.options.get("start") == "learned"
+
+    @property
     def several_bands(self) -> bool:
         return isinstance(self.band, (str, list, tuple))
 
@@ -176,6 +189,10 @@ class RunSpec:
             mode = "tile"
         elif mode == "auto":
             mode, reason = auto_mode(tiles, self.scene_model is not None)
+            if mode != "tile" and self.learned_start:
+                raise InputError(f"start='learned' is where each tile's own fit begins, and mode='auto' chose {mode} "
+                                 f"mode for this raster of {tiles} tiles: give mode='tile' (--mode tile) to fit every "
+                                 "tile from the learned start, or leave start out")
         trained = mode in TRAINED
         return self.replace(tile_size=tile, overlap=overlap, mode=mode, mode_reason=reason,
                             batch_size=self.batch_size if trained else None,
@@ -185,7 +202,8 @@ class RunSpec:
         """The options of the scene network's training (:func:`geosr.methods.scene.train`) in a planned spec."""
         from .methods.scene import HYBRID_PRESET, HYBRID_STEPS
 
-        options = {k: v for k, v in self.options.items() if k != "gradient_checkpointing"}
+        # The scene network starts from random weights; a tile fit's start is the tile's option.
+        options = {k: v for k, v in self.options.items() if k not in ("gradient_checkpointing", "start")}
         if not self.epochs_are_steps:  # epochs are the tiles' (hybrid), or train_steps count the steps
             options.pop("epochs", None)
         if self.mode == "hybrid":

@@ -56,7 +56,7 @@ _CHECKPOINT_ABOVE = 2**25
 
 
 # run() options that are not MMSRConfig fields.
-RUN_OPTIONS = ("preset", "gradient_checkpointing", "amp")
+RUN_OPTIONS = ("preset", "gradient_checkpointing", "amp", "start")
 
 
 def config_for(preset: str | None = None, **overrides) -> MMSRConfig:
@@ -92,38 +92,69 @@ def _check_config(cfg: MMSRConfig) -> None:
 
 
 def run(pair: Pair, preset: str | None = None, device=None, seed: int = 0, progress=None,
-        gradient_checkpointing: bool | None = None, amp: bool | None = None, init=None,
+        gradient_checkpointing: bool | None = None, amp: bool | None = None, init=None, start: str | None = None,
         **overrides) -> tuple[np.ndarray, dict]:
     """Fit MMSR on ``pair`` and return the HR prediction (float64, source units) and details.
 
-    ``amp``: bfloat16 mixed precision on CUDA (off by default). ``init``: a trained
-    :class:`geosr.methods.scene.SceneModel` to start from instead of random weights (mode
+    ``amp``: bfloat16 mixed precision on CUDA (off by default). ``start``: the weights the fit starts
+    from, "random" (the paper's, seeded by ``seed``; the default, :data:`DEFAULT_START`) or "learned"
+    (:mod:`geosr.methods.start`, shipped with the package, for the networks and guide band counts it
+    holds). ``init``: a trained :class:`geosr.methods.scene.SceneModel` to start from instead (mode
     "hybrid"): its network, its weights and the statistics its inputs were standardised with;
-    ``preset`` and ``overrides`` then set only the schedule (epochs, lr, ...). A scene network
-    that predicts without fitting goes through :func:`geosr.methods.engine.run_pair` instead.
+    ``preset`` and ``overrides`` then set only the schedule (epochs, lr, ...). A scene network that
+    predicts without fitting goes through :func:`geosr.methods.engine.run_pair` instead.
     """
-    import torch
-
-    from .fit import (Schedule, autocast, deterministic_kernels, infer, masked_cycle_l1, mixed_precision, optimise,
-                      resolve_device, seeded_init, to_device)
-    from .nn.mmsr_net import MMSRNet
+    from .fit import infer, mixed_precision, resolve_device
 
     cfg = config_for(preset, **overrides)
     if init is not None:  # the network is the scene's; the schedule is this fit's
         check_model_fits(init, pair.scale, pair.guide.shape[0])
         cfg = dataclasses.replace(cfg, **{k: init.config[k] for k in NETWORK_FIELDS})
+        weights, began = init.state, "scene model"
+    else:
+        weights, began = starting_weights(start, cfg, pair.guide.shape[0])
     dev = resolve_device(device)
     amp = mixed_precision(dev, amp)
+    net, inputs, history = fit(pair, cfg, weights, dev, amp, seed, progress, gradient_checkpointing,
+                               statistics=None if init is None else init)
+    pred = inputs.pair.crop(infer(net, inputs.guide, inputs.source, dev, amp)[0, 0]).double().cpu().numpy()
+    details = {"config": dataclasses.asdict(cfg), "preset": preset or DEFAULT_PRESET, "psf": pair.psf.describe(),
+               "start": began, "device": str(dev),
+               "seed": seed, "amp": amp, "loss_history": history, "loss_cells": int(inputs.valid.sum().item())}
+    return pred * inputs.std + inputs.mean, details
+
+
+@dataclass
+class FitInputs:
+    """A pair as the network sees it: mirrored beyond the frame, standardised, as tensors."""
+
+    pair: Pair
+    mean: float
+    std: float
+    source: object
+    guide: object
+    valid: object
+    compose: object
+
+
+def fit(pair: Pair, cfg: MMSRConfig, weights, dev, amp: bool, seed: int = 0, progress=None,
+        gradient_checkpointing: bool | None = None, statistics=None):
+    """(network, :class:`FitInputs`, loss history): an MMSRNet fitted to ``pair`` under ``cfg``'s schedule,
+    from ``weights`` (a state dict of arrays) or, where None, from random weights drawn with ``seed``.
+    ``statistics``: an object with source_mean/std and guide_mean/std to standardise with (a scene
+    model's) instead of the pair's own."""
+    from .fit import Schedule, autocast, deterministic_kernels, masked_cycle_l1, optimise, seeded_init, to_device
+    from .nn.mmsr_net import MMSRNet
+    import torch
+
     s = pair.scale
     # The network sees a mirrored margin beyond the raster's frame, and is scored without it.
     pair = pair.mirrored(margin_cells(cfg.source_neighbourhood, cfg.guide_neighbourhood, s))
-    mean, std = pair.source_statistics if init is None else (init.source_mean, init.source_std)
+    mean, std = pair.source_statistics if statistics is None else (statistics.source_mean, statistics.source_std)
     tensor = partial(to_device, device=dev)
-
-    source_in = tensor((pair.source_filled - mean) / std)[None, None]
-    valid = tensor(pair.loss_valid)[None, None]
-    guide = tensor(pair.guide if init is None else pair.guide_standardised(init.guide_mean, init.guide_std))[None]
-    compose = _fallback_blend(pair, mean, std, tensor)
+    guide = pair.guide if statistics is None else pair.guide_standardised(statistics.guide_mean, statistics.guide_std)
+    inputs = FitInputs(pair, mean, std, tensor((pair.source_filled - mean) / std)[None, None], tensor(guide)[None],
+                       tensor(pair.loss_valid)[None, None], _fallback_blend(pair, mean, std, tensor))
 
     h, w = pair.hr_shape
     if gradient_checkpointing is None:
@@ -131,8 +162,8 @@ def run(pair: Pair, preset: str | None = None, device=None, seed: int = 0, progr
     net = seeded_init(seed, lambda: MMSRNet(pair.guide.shape[0], cfg.channels, cfg.source_neighbourhood,
                                             cfg.guide_neighbourhood,
                                             gradient_checkpointing=gradient_checkpointing))
-    if init is not None:
-        net.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in init.state.items()})
+    if weights is not None:
+        net.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in weights.items()})
     net.to(dev)
     with deterministic_kernels(dev):
         schedule = Schedule(cfg.epochs, cfg.lr, cfg.lr_decay, cfg.lr_decay_every)
@@ -140,17 +171,41 @@ def run(pair: Pair, preset: str | None = None, device=None, seed: int = 0, progr
 
         def step_loss(epoch):
             with autocast(dev, amp):
-                prediction = net(guide, source_in)
-            return masked_cycle_l1(compose(prediction.float()), source_in, valid, s, pair.psf)
+                prediction = net(inputs.guide, inputs.source)
+            return masked_cycle_l1(inputs.compose(prediction.float()), inputs.source, inputs.valid, s, pair.psf)
 
         history = optimise(net.param_groups(cfg.guide_weight_decay), step_loss, schedule, progress=progress,
                            description="mmsr")
-        pred = pair.crop(infer(net, guide, source_in, dev, amp)[0, 0]).double().cpu().numpy()
-    details = {"config": dataclasses.asdict(cfg), "preset": preset or DEFAULT_PRESET, "psf": pair.psf.describe(),
-               "start": "random" if init is None else "scene model",
-               "device": str(dev),
-               "seed": seed, "amp": amp, "loss_history": history, "loss_cells": int(valid.sum().item())}
-    return pred * std + mean, details
+    return net, inputs, history
+
+
+# How a per-pair fit starts where none is asked for: "random", the paper's. "learned" (geosr.methods.start) was
+# ahead at 100 epochs on 5 of 6 real pairs, but behind at the default 650 on 5 of 6, and behind at every budget on
+# one drone DSM (benchmarks/RESULTS.md section 21); a seed no longer changes its fits either.
+STARTS = ("random", "learned")
+DEFAULT_START = "random"
+
+
+def check_start(options: dict, guide_bands: int) -> None:
+    """The InputError a fit with ``options`` would raise over its start, before any work."""
+    from . import COMMON_OPTIONS
+
+    cfg = config_for(options.get("preset"), **{k: v for k, v in options.items()
+                                               if k not in (*COMMON_OPTIONS, *RUN_OPTIONS)})
+    starting_weights(options.get("start"), cfg, guide_bands)
+
+
+def starting_weights(start: str | None, cfg: MMSRConfig, guide_bands: int):
+    """(weights or None for random ones, what the details call the start) of a fit with ``start``."""
+    start = DEFAULT_START if start is None else start
+    if start not in STARTS:
+        raise InputError(f"unknown start {start!r}; choose one of {list(STARTS)}")
+    if start == "random":
+        return None, "random"
+    from . import start as learned
+
+    found = learned.shipped(cfg, guide_bands)
+    return found.state, f"learned ({found.name})"
 
 
 # The fields of MMSRConfig that shape the network (the rest set the optimisation).

@@ -17,6 +17,7 @@ from ..runtime.checkpoint import Location, TileStore
 from ..runtime.cluster import current_client, gpu_resources
 from ..runtime.memory import reuse_freed_memory
 from ..methods import selfcheck
+from ..methods.mmsr import check_start
 from ..spec import TRAINED
 from . import assemble, tiling
 from .coregister import coregister, guide_roles
@@ -41,6 +42,8 @@ def run(source, guide, spec, checkpoint=None, resume: bool = False, overwrite: b
 def _band(source, guide, spec, checkpoint, resume, overwrite, client):
     co = coregister(source, guide, spec)  # 1. the inputs on the output grid
     spec = co.settled(spec).planned(co.src.shape)  # 2. the sensor model; tile size, halo and mode for this raster
+    if spec.learned_start:  # before any work: is there one for this network and guide?
+        check_start(spec.options, co.hr_guide.shape[0])
     if spec.mode_reason:
         LOG.info("mode %s (%s)", spec.mode, spec.mode_reason)
     token = spec.token(co.lr, co.hr_guide, co.alignment)
