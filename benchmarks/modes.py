@@ -19,10 +19,12 @@ The sources of every case are averages of a truth (the method's own protocol).
 
 A mode is written ``tile``, ``scene``, ``hybrid`` (their defaults), ``tile:EPOCHS``, ``scene:STEPS``
 or ``hybrid:STEPS/EPOCHS`` (the scene network's training steps, then fine-tuning epochs per tile),
-optionally followed by ``:PRESET``.
+optionally followed by ``:PRESET`` and then ``:START`` (``tile:200::learned``: 200 epochs a tile
+from the learned start of geosr.methods.start).
 
     python benchmarks/modes.py                          # every case, tile scene hybrid
     python benchmarks/modes.py --cases fieldimager --modes tile hybrid:100/100 hybrid:50/200:fast
+    python benchmarks/modes.py --cases depth0 --modes tile tile:200::learned tile:650::learned
 """
 from __future__ import annotations
 
@@ -86,8 +88,10 @@ def parse_mode(text: str) -> dict:
         counts = [int(n) for n in rest[0].split("/")]
         names = {"tile": ["epochs"], "scene": ["train_steps"], "hybrid": ["train_steps", "epochs"]}[mode]
         settings.update(zip(names, counts))
-    if len(rest) > 1:
+    if len(rest) > 1 and rest[1]:
         settings["preset"] = rest[1]
+    if len(rest) > 2:
+        settings["start"] = rest[2]
     return settings
 
 
