@@ -33,6 +33,11 @@ RESAMPLINGS = ("auto", "nearest", "bilinear", "cubic", "cubic_spline", "lanczos"
 @click.version_option(__version__, prog_name="geosr")
 def main():
     """Guided super-resolution of rasters (DEM, thermal) with a high-resolution image as guide."""
+    _setup()
+
+
+def _setup():
+    """What every command sets first, also when ``rio geosr`` calls :func:`upsample` without :func:`main`."""
     # GDAL's block cache defaults to 5% of RAM; data streams through once, so a small
     # cache keeps memory bounded (the user's own setting wins).
     os.environ.setdefault("GDAL_CACHEMAX", "256")
@@ -68,6 +73,22 @@ def _flat_mask(ctx, param, value):
         return text
 
 
+def _preset(ctx, param, value):
+    """--preset: a preset's name; an old one with a warning (mmsr.RENAMED_PRESETS)."""
+    from .methods.mmsr import RENAMED_PRESETS
+
+    if value is None or value in PRESETS:
+        return value
+    if value in RENAMED_PRESETS:
+        _deprecated(f"--preset {value}", f"--preset {RENAMED_PRESETS[value]}")
+        return RENAMED_PRESETS[value]
+    raise click.BadParameter(f"{value!r} is not one of {', '.join(sorted(PRESETS))}")
+
+
+def _deprecated(old: str, new: str) -> None:
+    click.echo(f"warning: {old} is now {new}; the old spelling works until geosr 0.2", err=True)
+
+
 def _creation_options(ctx, param, values):
     out = {}
     for v in values:
@@ -88,15 +109,44 @@ Examples:
 """
 
 
-@main.command(epilog=UPSAMPLE_EXAMPLES)
+# --help of upsample in sections, as gdalwarp's documentation groups its options.
+HELP_SECTIONS = {
+    "Inputs": ("scale", "band", "guide_bands", "src_nodata", "bounds", "resampling", "align", "flat_mask"),
+    "Output": ("output", "dst_nodata", "output_type", "scale_factor", "offset", "cog", "overviews",
+               "creation_options", "quality", "overwrite", "resume"),
+    "Method": ("method", "preset", "mode", "start", "epochs", "steps", "batch_size", "model_in", "model_out", "seed",
+               "exact", "psf", "psf_sigma", "selfcheck", "ensemble"),
+    "Performance": ("tile_size", "overlap", "device", "amp", "threads", "max_memory", "scheduler", "workers",
+                    "address"),
+    "Messages": ("dry_run", "verbose", "quiet"),
+}
+
+
+class _SectionedCommand(click.Command):
+    """A command whose --help lists its options under :data:`HELP_SECTIONS` (the rest under "Other")."""
+
+    def format_options(self, ctx, formatter):
+        rows = {p.name: p.get_help_record(ctx) for p in self.get_params(ctx)}
+        rows = {k: v for k, v in rows.items() if v is not None}
+        placed = set()
+        for title, names in [*HELP_SECTIONS.items(), ("Other", tuple(rows))]:
+            records = [rows[n] for n in names if n in rows and n not in placed]
+            placed.update(n for n in names if n in rows)
+            if records:
+                with formatter.section(title):
+                    formatter.write_dl(records)
+
+
+@main.command(cls=_SectionedCommand, epilog=UPSAMPLE_EXAMPLES)
 @click.argument("source")
 @click.argument("guide", nargs=-1, required=True)
-@click.option("--scale", type=int, default=RunSpec.scale, show_default=True,
-              help="Integer refinement: output pixel = source pixel / scale.")
+@click.option("--scale", type=int, default=None,
+              help="Integer refinement: output pixel = source pixel / scale (default: the ratio of the source's pixel "
+                   "size to the guide's, when it is near an integer of 2 or more).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Output file (default: <source stem>_x<scale>.tif in the current folder).")
 @click.option("--method", type=click.Choice(sorted(METHODS)), default=RunSpec.method, show_default=True)
-@click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None,
+@click.option("--preset", callback=_preset, default=None, metavar="[" + "|".join(sorted(PRESETS)) + "]",
               help=f"MMSR preset (default: {DEFAULT_SCENE_PRESET} for --mode scene, {DEFAULT_PRESET} otherwise).")
 @click.option("--start", type=click.Choice(STARTS), default=None,
               help=f"MMSR: the weights each tile's fit starts from (default: {DEFAULT_START}): random = the paper's; "
@@ -109,16 +159,17 @@ Examples:
                    "every tile; hybrid = that network trained briefly, then fine-tuned on each tile pair; "
                    "auto = tile for one tile, scene for more (it prints what it chose).")
 @click.option("--epochs", type=click.IntRange(0), default=None,
-              help=f"MMSR epochs per tile (default: the preset's in --mode tile, {TUNE_EPOCHS} of fine-tuning in "
-                   "--mode hybrid); in --mode scene, the training's steps (as --train-steps). CMSR: steps per tile "
-                   "(default 600).")
+              help=f"Epochs of each tile's own fit: MMSR's (default: the preset's in --mode tile, {TUNE_EPOCHS} of "
+                   "fine-tuning in --mode hybrid), CMSR's steps (default 600). The scene network's training is "
+                   "--steps.")
 @click.option("--batch-size", type=click.IntRange(1), default=None,
               help=f"Scene and hybrid modes: training windows of {WINDOW} x {WINDOW} output pixels per step "
                    f"(default: {BATCH}).")
-@click.option("--train-steps", type=click.IntRange(1), default=None,
-              help=f"Scene and hybrid modes: steps of the scene network's training (default: the {DEFAULT_SCENE_PRESET} "
-                   f"preset's in scene mode, {HYBRID_STEPS} in hybrid mode, where --epochs are each tile's "
-                   "fine-tuning).")
+@click.option("--steps", type=click.IntRange(1), default=None,
+              help=f"Scene and hybrid modes: steps of the scene network's training, each over {BATCH} windows "
+                   f"(default: the {DEFAULT_SCENE_PRESET} preset's {PRESETS[DEFAULT_SCENE_PRESET].epochs} in scene mode, "
+                   f"{HYBRID_STEPS} in hybrid mode).")
+@click.option("--train-steps", type=click.IntRange(1), default=None, hidden=True)  # --steps before 0.1.1
 @click.option("--model-in", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="A scene model saved by an earlier run (--model-out): used instead of training one.")
 @click.option("--model-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -184,13 +235,16 @@ Examples:
 @click.option("--workers", type=click.IntRange(1), default=None, help="Worker processes for --scheduler processes "
               "(default: one per core, or per GPU).")
 @click.option("--address", default=None, help="Scheduler address for --scheduler distributed, e.g. tcp://host:8786.")
+@click.option("--dry-run", is_flag=True, help="Print the plan (output grid, tiles, mode, network and budget, guide "
+              "resampling, alignment, sensor model, self-check, estimated time) and exit without writing.")
 @click.option("-v", "--verbose", count=True, help="More output (-v: epoch bars even off a terminal).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars or messages.")
-def upsample(source, guide, scale, output, method, preset, start, mode, epochs, batch_size, train_steps, model_in, model_out,
+def upsample(source, guide, scale, output, method, preset, start, mode, epochs, batch_size, steps, train_steps, model_in,
+             model_out,
              tile_size, overlap, device, seed, amp,
              band, guide_bands, src_nodata, dst_nodata, resampling, bounds, align, flat_mask, exact, psf, psf_sigma,
-             quality, selfcheck, ensemble, cog, creation_options, overwrite, resume, scheduler, workers, address, verbose,
-             quiet):
+             quality, selfcheck, ensemble, cog, creation_options, overwrite, resume, scheduler, workers, address, dry_run,
+             verbose, quiet):
     """Super-resolve SOURCE by --scale, guided by GUIDE (one or more files, stacked as bands).
 
     SOURCE and GUIDE are GDAL dataset names (files, VRTs, /vsizip/ paths) in any CRS,
@@ -200,14 +254,18 @@ def upsample(source, guide, scale, output, method, preset, start, mode, epochs, 
     Finished tiles are kept in <output>.geosr-resume while the run goes on; after an
     interrupt, the same command with --resume computes only the missing ones.
     """
+    _setup()
     # Epoch bars: always with -v, never with -q, else on terminals (scene training is one long step).
     progress = True if verbose else (False if quiet else None)
     try:
+        steps, epochs = _steps(method, mode, steps, train_steps, epochs)
+        if scale is None:
+            scale = _scale_from_files(source, guide, quiet)
         spec = _spec(click.get_current_context(), method, scale, dict(
             band=band, guide_bands=guide_bands, src_nodata=src_nodata, dst_nodata=dst_nodata, resampling=resampling,
             tile_size=tile_size, overlap=overlap, exact=exact, align=align, flat_mask=flat_mask, psf=psf,
             psf_sigma=psf_sigma, quality=quality is not None, ensemble=ensemble, selfcheck=selfcheck), dict(
-            preset=preset, start=start, epochs=epochs, mode=mode, batch_size=batch_size, train_steps=train_steps, model=model_in,
+            preset=preset, start=start, epochs=epochs, mode=mode, batch_size=batch_size, train_steps=steps, model=model_in,
             device=device, seed=seed, amp=amp, progress=progress))
         if model_in is not None and model_out is not None and model_in.resolve() == model_out.resolve():
             raise InputError("--model-out is the --model-in file; give the new model a file of its own")
@@ -221,7 +279,7 @@ def upsample(source, guide, scale, output, method, preset, start, mode, epochs, 
             client = cluster.start(scheduler, workers, address, device)
             try:
                 result = _run(source, list(guide), output, spec, bounds, cog, creation_options, overwrite, resume,
-                              client, quiet, quality, model_out)
+                              client, quiet, progress, quality, model_out, dry_run, verbose)
             finally:
                 if client is not None:
                     _close(client)
@@ -232,9 +290,43 @@ def upsample(source, guide, scale, output, method, preset, start, mode, epochs, 
                                        "with more memory") from None
         except OSError as e:  # a file system or GDAL error: a path, free space or permissions
             raise click.ClickException(f"{e}. Check the paths, the free space and the permissions.") from None
-    if not quiet:
+    if dry_run:
+        click.echo(f"dry run: nothing written ({output} would be {result.shape[-2]} x {result.shape[-1]} px)", err=True)
+    elif not quiet:
         click.echo(f"wrote {output} ({result.shape[-2]} x {result.shape[-1]} px, {method}) in "
                    f"{time.perf_counter() - t:.0f} s", err=True)
+
+
+def _steps(method, mode, steps, train_steps, epochs):
+    """(steps, epochs) from the flags, the old spellings taken with a warning: --train-steps, and --epochs
+    with --mode scene (the training's steps before --steps existed)."""
+    if train_steps is not None:
+        if steps is not None:
+            raise InputError("--train-steps is the old spelling of --steps: give --steps only")
+        _deprecated("--train-steps", "--steps")
+        steps = train_steps
+    if method == "mmsr" and mode == "scene" and epochs is not None:
+        if steps is not None:
+            raise InputError("--mode scene fits no tile, so --epochs does not apply: give --steps only")
+        _deprecated("--epochs with --mode scene (the training's steps)", "--steps")
+        steps, epochs = epochs, None
+    return steps, epochs
+
+
+def _scale_from_files(source, guides, quiet) -> int:
+    """--scale left out: the ratio of the source's pixel size to the guide's, printed."""
+    from .pipeline.grid import geobox_of, pixel_size, scale_from
+    from .pipeline.io import open_raster
+
+    src = geobox_of(open_raster(source, "source"), "source")
+    roles = ["guide"] if len(guides) == 1 else [f"guide {i + 1}" for i in range(len(guides))]
+    gds = [geobox_of(open_raster(g, r), r) for g, r in zip(guides, roles)]
+    scale, ratio = scale_from(src, gds)
+    if not quiet:
+        click.echo(f"scale {scale} from the files: source pixels {pixel_size(src):.4g}, guide pixels "
+                   f"{pixel_size(src) / ratio:.4g} on the source's CRS (ratio {ratio:.3f}; --scale overrides it)",
+                   err=True)
+    return scale
 
 
 def _spec(ctx, method, scale, settings: dict, flags: dict) -> RunSpec:
@@ -255,7 +347,7 @@ def _spec(ctx, method, scale, settings: dict, flags: dict) -> RunSpec:
         names = ", ".join(f if one_reason else f"{f} ({why})" for f, why in unused)
         raise InputError(f"{names} {'does' if len(unused) == 1 else 'do'} not apply to --method {method}"
                          f"{f' ({unused[0][1]})' if one_reason else ''}; leave {'it' if len(unused) == 1 else 'them'} out")
-    for name in ("batch_size", "train_steps", "model_in", "model_out"):
+    for name in ("batch_size", "steps", "train_steps", "model_in", "model_out"):
         if given(name) and flags["mode"] == "tile":
             raise InputError(f"{flag[name]} sets the scene network; it does not apply to --mode tile")
     if given("model_out") and flags["mode"] not in ("scene", "hybrid"):
@@ -278,6 +370,23 @@ def _spec(ctx, method, scale, settings: dict, flags: dict) -> RunSpec:
     return RunSpec.build(scale=scale, method=method, **settings, **options)
 
 
+def _print_plan(result, spec, guides, verbose):
+    """The plan (:mod:`geosr.pipeline.summary`) on stderr, with an estimate from a few timed steps (their
+    guide bands counted as given: an alpha band left out by the run changes the estimate by little)."""
+    from .pipeline import estimate, summary
+    from .pipeline.grid import choose_resampling, geobox_of
+
+    resampling = spec.resampling
+    if resampling == "auto":
+        target = geobox_of(result, "output")
+        resampling = f"auto: {choose_resampling(geobox_of(guides[0], 'guide'), target)}"
+    bands = len(spec.guide_bands) if spec.guide_bands else sum(g.sizes["band"] for g in guides)
+    guess = estimate.seconds(RunSpec.from_tags(result.attrs, scene_model=spec.scene_model), bands,
+                             summary.tile_pixels(result))
+    for line in summary.lines(result, spec, resampling, guess, verbose=bool(verbose)):
+        click.echo(line, err=True)
+
+
 def _close(client):
     cluster_ = client.cluster  # None when connected to a running scheduler (--address)
     client.close()
@@ -285,8 +394,8 @@ def _close(client):
         cluster_.close()
 
 
-def _run(source, guides, output, spec, bounds, cog, creation_options, overwrite, resume, client, quiet, quality=None,
-         model_out=None):
+def _run(source, guides, output, spec, bounds, cog, creation_options, overwrite, resume, client, quiet, progress,
+         quality=None, model_out=None, dry_run=False, verbose=0):
     from .api import quality_layers, save_model
     from .pipeline.grid import crop_to_bounds
     from .pipeline.io import check_output, open_raster, output_bytes, write
@@ -316,14 +425,12 @@ def _run(source, guides, output, spec, bounds, cog, creation_options, overwrite,
         raise InputError(f"--resume: there is no checkpoint of an interrupted run at {checkpoint}; "
                          "run without --resume")
     result = run(src, guide, spec, checkpoint, resume=resume, overwrite=overwrite and not resume, client=client)
-    if not quiet and "geosr_mode_reason" in result.attrs:
-        click.echo(f"mode {result.attrs['geosr_mode']}: {result.attrs['geosr_mode_reason']}", err=True)
-    if not quiet and "geosr_psf_estimate" in result.attrs:
-        click.echo(f"sensor model: {result.attrs['geosr_psf_estimate']}", err=True)
-    if not quiet:  # a check that found no help is a warning already
-        for check in result.encoding.get("geosr_selfcheck", ()):
-            if check.helps is not False:
-                click.echo(check.message(result.attrs.get("units", "")), err=True)
+    if not quiet or dry_run:
+        _print_plan(result, spec, gds, verbose)
+    if dry_run:
+        if not holds_work(checkpoint):
+            remove(checkpoint)
+        return result
     if resume and not quiet:
         stores = stores_of(result)
         n = math.prod(len(c) for c in result.chunks)  # tiles, times bands
@@ -331,7 +438,8 @@ def _run(source, guides, output, spec, bounds, cog, creation_options, overwrite,
         click.echo(f"resuming from {checkpoint}: {sum(s.tiles_done() for s in stores)} of {n} tiles already "
                    f"done{model}", err=True)
     try:
-        write(result, output, cog=cog, overwrite=overwrite, progress=not quiet, client=client, **creation_options)
+        write(result, output, cog=cog, overwrite=overwrite, progress=progress, client=client,
+              **creation_options)
     except BaseException:
         if not holds_work(checkpoint):  # nothing worth resuming from: leave no folder behind
             remove(checkpoint)
@@ -344,7 +452,8 @@ def _run(source, guides, output, spec, bounds, cog, creation_options, overwrite,
         found = result.encoding.get("geosr_alignment")  # the run's, not measured again
         layers = quality_layers(open_raster(str(output)), src, guide, src_nodata=spec.src_nodata,
                                 ensemble=spec.ensemble, **({} if found is None else {"align": found}))
-        write(layers, quality, cog=cog, overwrite=overwrite, progress=not quiet, client=client, **creation_options)
+        write(layers, quality, cog=cog, overwrite=overwrite, progress=progress, client=client,
+              **creation_options)
         if not quiet:
             click.echo(f"wrote quality layers to {quality}", err=True)
     return result
@@ -418,7 +527,7 @@ def info(raster):
 @click.option("--size", type=click.IntRange(8, 973), default=128, show_default=True,
               help="Side of the B11 crop in 20 m pixels (the output is twice that).")
 @click.option("--epochs", type=click.IntRange(0), default=None, help="MMSR epochs (default: the preset's).")
-@click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None,
+@click.option("--preset", callback=_preset, default=None, metavar="[" + "|".join(sorted(PRESETS)) + "]",
               help=f"MMSR preset (default: {DEFAULT_PRESET}).")
 @click.option("--device", default=None, help="torch device, e.g. cpu or cuda (default: CUDA if available).")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -451,6 +560,11 @@ def demo(ctx, output, overwrite, size, epochs, preset, device, seed, skip_check)
     args += ["--overwrite"] if overwrite else []
     click.echo("geosr upsample " + " ".join(args))
     ctx.invoke(upsample, **upsample.make_context("upsample", args).params)
+
+
+# `rio geosr`: the upsample command under the name rasterio's plugin registry lists it by.
+rio_geosr = _SectionedCommand("geosr", params=upsample.params, callback=upsample.callback, help=upsample.help,
+                          epilog=upsample.epilog, short_help="Guided super-resolution (geosr upsample).")
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ APPLIES_TO = {
     "mode": (("mmsr",), "other methods always run tile by tile"),
     "batch_size": (("mmsr",), "it sets MMSR's scene training"),
     "train_steps": (("mmsr",), "it sets MMSR's scene training"),
+    "steps": (("mmsr",), "it sets MMSR's scene training"),
     "model_in": (("mmsr",), "a scene model is an MMSR network"),
     "model_out": (("mmsr",), "a scene model is an MMSR network"),
     "amp": (("mmsr",), "it sets MMSR's network precision"),
@@ -90,6 +91,10 @@ class RunSpec:
     def __post_init__(self):
         set_ = partial(object.__setattr__, self)  # normalise the frozen fields
         set_("scale", check_scale(self.scale))
+        if self.method == "mmsr" and self.options.get("preset") is not None:  # an old name: warn once, here
+            from .methods.mmsr import renamed_preset
+
+            set_("options", {**self.options, "preset": renamed_preset(self.options["preset"])})
         check_options(self.method, self.options)
         check_align(self.align)
         sensor = psf_from(self.psf, self.psf_sigma)

@@ -84,7 +84,7 @@ def test_regression_from_the_cli_keeps_the_grid_and_refuses_epochs(small_files, 
 
     from geosr.cli import main
 
-    args = ["upsample", small_files["source"], small_files["guide"], "--method", "regression", "--align", "none",
+    args = ["upsample", "--scale", "4", small_files["source"], small_files["guide"], "--method", "regression", "--align", "none",
             "-q"]
     res = CliRunner().invoke(main, [*args, "-o", str(tmp_path / "r.tif")])
     assert res.exit_code == 0, res.output

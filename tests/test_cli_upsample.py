@@ -34,7 +34,7 @@ def _digest(paths):
 def _upsample(args, out_dir, inputs):
     before = _digest(inputs)
     listing = sorted(os.listdir(out_dir))
-    res = CliRunner().invoke(main, ["upsample", *map(str, args)])
+    res = CliRunner().invoke(main, ["upsample", "--scale", "4", *map(str, args)])
     assert _digest(inputs) == before, "an input was modified"
     return res, listing
 
@@ -97,8 +97,8 @@ def test_multiband_source_needs_band(files, tmp_path):
         data, t, crs = s.read(1), s.transform, s.crs
     two = write_tif(tmp_path / "two.tif", np.stack([data, data + 1]), crs, t)
     ins = [two, files["guide"]]
-    _fails([two, files["guide"], "-o", tmp_path / "o.tif"], tmp_path, ins, "--band N")
-    res, _ = _upsample([two, files["guide"], "--band", "2", "--method", "bicubic", "-o", tmp_path / "o.tif", "-q"],
+    _fails([two, files["guide"], "--scale", "4", "-o", tmp_path / "o.tif"], tmp_path, ins, "--band N")
+    res, _ = _upsample([two, files["guide"], "--scale", "4", "--band", "2", "--method", "bicubic", "-o", tmp_path / "o.tif", "-q"],
                        tmp_path, ins)
     assert res.exit_code == 0, res.output
     with rasterio.open(tmp_path / "o.tif") as r:
@@ -156,7 +156,7 @@ def test_output_larger_than_the_disk_is_refused_before_work(files, tmp_path):
 def test_interrupt_leaves_nothing_behind(files, tmp_path, sig):
     before = _digest([files["source"], files["guide"]])
     out = tmp_path / "o.tif"
-    cmd = [sys.executable, "-m", "geosr.cli", "upsample", files["source"], files["guide"], "--epochs", "100000",
+    cmd = [sys.executable, "-m", "geosr.cli", "upsample", "--scale", "4", files["source"], files["guide"], "--epochs", "100000",
            "-o", str(out), "-q"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -209,7 +209,7 @@ def test_a_device_this_machine_lacks_is_one_line(files, tmp_path, device, messag
 
     if device.startswith("cuda") and torch.cuda.device_count() > 7:
         pytest.skip("this machine has 8 CUDA devices")
-    res = _fails([files["source"], files["guide"], "--device", device, "-o", tmp_path / "o.tif"], tmp_path,
+    res = _fails([files["source"], files["guide"], "--scale", "4", "--device", device, "-o", tmp_path / "o.tif"], tmp_path,
                  [files["source"], files["guide"]], message)
     assert res.output.count("\n") == 1 and "has: cpu" in res.output, res.output
 
@@ -228,7 +228,7 @@ def test_swapped_source_and_guide_are_refused(files, tmp_path):
     (["--method", "guided", "--preset", "depth"], "--preset does not apply to --method guided"),
     (["--mode", "tile", "--batch-size", "2"], "does not apply to --mode tile"),
     (["--mode", "tile", "--model-out", "m.npz"], "--model-out sets the scene network; it does not apply to --mode tile"),
-    (["--method", "bicubic", "--train-steps", "5"], "--train-steps does not apply to --method bicubic"),
+    (["--method", "bicubic", "--steps", "5"], "--steps does not apply to --method bicubic"),
     (["--model-out", "m.npz"], "--model-out saves the scene network a run trains: give --mode scene"),
     (["--mode", "scene", "--band", "all", "--model-out", "m.npz"], "run each band with --band N"),
 ])
@@ -241,9 +241,9 @@ def test_a_model_saved_with_model_out_gives_the_same_output_with_model_in(files,
     """Scene mode on 2 x 2 tiles, 3 training steps: --model-out saves the network, --model-in reuses it
     (no training) and gives the same output bit for bit; an existing model file is never replaced."""
     inputs = [files["source"], files["guide"]]
-    common = [*inputs, "--mode", "scene", "--tile-size", "12", "--align", "none", "--no-selfcheck", "-q"]
+    common = [*inputs, "--scale", "4", "--mode", "scene", "--tile-size", "12", "--align", "none", "--no-selfcheck", "-q"]
     model = tmp_path / "scene.npz"
-    res, _ = _upsample([*common, "--train-steps", "3", "-o", tmp_path / "a.tif", "--model-out", model], tmp_path,
+    res, _ = _upsample([*common, "--steps", "3", "-o", tmp_path / "a.tif", "--model-out", model], tmp_path,
                        inputs)
     assert res.exit_code == 0, res.output
     res, _ = _upsample([*common, "--model-in", model, "-o", tmp_path / "b.tif"], tmp_path, [*inputs, model])

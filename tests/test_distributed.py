@@ -33,7 +33,7 @@ def test_local_cluster_of_two_workers_equals_threads(files, tmp_path):
     import sys
 
     one_core = {min(os.sched_getaffinity(0))}
-    common = [*files, *ARGS, "--mode", "scene", "--epochs", "5", "--align", "none"]
+    common = [*files, *ARGS, "--mode", "scene", "--steps", "5", "--align", "none"]
     for name, extra in (("threads", []), ("cluster", ["--scheduler", "processes", "--workers", "2"])):
         subprocess.run([sys.executable, "-m", "geosr.cli", "upsample", *common, "-o", str(tmp_path / f"{name}.tif"),
                         *extra], check=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
@@ -92,10 +92,10 @@ def test_fits_run_only_on_workers_with_a_gpu_resource(files, tmp_path):
 
 
 def test_scheduler_options_are_checked(files, tmp_path):
-    res = CliRunner().invoke(main, ["upsample", *files, "-o", str(tmp_path / "o.tif"), "--scheduler",
+    res = CliRunner().invoke(main, ["upsample", "--scale", "4", *files, "-o", str(tmp_path / "o.tif"), "--scheduler",
                                     "distributed"])
     assert res.exit_code != 0 and "needs --address" in res.output
-    res = CliRunner().invoke(main, ["upsample", *files, "-o", str(tmp_path / "o.tif"), "--workers", "2"])
+    res = CliRunner().invoke(main, ["upsample", "--scale", "4", *files, "-o", str(tmp_path / "o.tif"), "--workers", "2"])
     assert res.exit_code != 0 and "--scheduler processes" in res.output
     assert not list(tmp_path.iterdir())
 

@@ -24,7 +24,7 @@ def files(small_files):
 
 
 def start(args):
-    return subprocess.Popen([sys.executable, "-m", "geosr.cli", "upsample", *map(str, args)],
+    return subprocess.Popen([sys.executable, "-m", "geosr.cli", "upsample", "--scale", "4", *map(str, args)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -40,7 +40,7 @@ def cli(*args):
 def refused(*args):
     """A run that must stop before any fit, with a message: in this process (CliRunner), as another
     process than the one that left the checkpoint (this one's checkpoint session differs from it)."""
-    res = CliRunner().invoke(main, ["upsample", *map(str, args)])
+    res = CliRunner().invoke(main, ["upsample", "--scale", "4", *map(str, args)])
     assert res.exit_code != 0, res.output
     return res
 
@@ -113,14 +113,14 @@ def test_overwrite_discards_an_old_checkpoint(files, tmp_path):
     res = refused(*args)
     assert "1 finished tile" in res.output and "--overwrite" in res.output, res.output
     assert old.has_tile(0, 0)
-    res = CliRunner().invoke(main, ["upsample", *map(str, args), "--overwrite"])
+    res = CliRunner().invoke(main, ["upsample", "--scale", "4", *map(str, args), "--overwrite"])
     assert res.exit_code == 0, res.output
     assert out.exists() and not folder_for(out).exists()
 
 
 def test_scene_mode_resumes_with_the_trained_model(files, tmp_path):
     source, guide = files
-    args = [source, guide, *TILES, "--mode", "scene", "--epochs", "10"]
+    args = [source, guide, *TILES, "--mode", "scene", "--steps", "10"]
     res = cli(*args, "-o", tmp_path / "ref.tif")
     assert res.exit_code == 0, res.output
     out = tmp_path / "out.tif"

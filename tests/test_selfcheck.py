@@ -86,6 +86,6 @@ def test_the_cli_prints_the_check_and_writes_it_to_the_tags(small_files, tmp_pat
     assert res.exit_code == 0 and res.output == "", res.output
     with rasterio.open(tmp_path / "b.tif") as f:
         assert f.tags()["geosr_selfcheck"] == "off"
-    res = CliRunner().invoke(main, ["upsample", small_files["source"], small_files["guide"], "--method", "bicubic",
+    res = CliRunner().invoke(main, ["upsample", "--scale", "4", small_files["source"], small_files["guide"], "--method", "bicubic",
                                     "--no-selfcheck", "-o", str(tmp_path / "c.tif")])
     assert res.exit_code != 0 and "--selfcheck does not apply to --method bicubic" in res.output, res.output

@@ -119,20 +119,22 @@ def masked_cycle_l1(prediction: torch.Tensor, target: torch.Tensor, valid: torch
     return (diff * valid).sum() / valid.sum().clamp_min(1)
 
 
-def optimise(param_groups, step_loss, schedule: Schedule, progress=None, description: str = "fit") -> list[float]:
+def optimise(param_groups, step_loss, schedule: Schedule, progress=None, description: str = "fit",
+             unit: str = "epoch", log_lines: bool = False) -> list[float]:
     """Adam over ``schedule``; ``step_loss(epoch)`` returns the loss tensor of one step.
 
     Returns the loss of every step. A param group's ``lr_scale`` (default 1) multiplies the
-    scheduled learning rate for that group.
+    scheduled learning rate for that group. ``progress`` None: a bar on terminals and in
+    notebooks, and where ``log_lines`` (one long optimisation, not one of many tiles' fits)
+    plain lines in a log (:func:`geosr.runtime.progress.counter`).
     """
-    from tqdm.auto import tqdm
+    from ..runtime.progress import counter
 
     opt = torch.optim.Adam(param_groups, lr=schedule.lr)
     history = []
-    # progress None: a bar on terminals and notebooks only (tqdm's disable=None).
-    bar = tqdm(range(schedule.epochs), desc=description, disable=None if progress is None else not progress,
-               leave=False, unit="epoch")
-    for epoch in bar:
+    bar = counter(schedule.epochs, description, unit, disable=None if progress is None else not progress,
+                  lines=log_lines)
+    for epoch in range(schedule.epochs):
         for group in opt.param_groups:
             group["lr"] = schedule.lr_at(epoch) * group.get("lr_scale", 1.0)
         opt.zero_grad(set_to_none=True)
@@ -142,6 +144,8 @@ def optimise(param_groups, step_loss, schedule: Schedule, progress=None, descrip
         history.append(loss.item())
         if epoch % 10 == 0:
             bar.set_postfix(loss=f"{history[-1]:.4f}")
+        bar.update(1)
+    bar.close()
     return history
 
 

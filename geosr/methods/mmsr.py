@@ -44,11 +44,13 @@ PRESETS: dict[str, MMSRConfig] = {
     # of windows, geosr.methods.scene.BATCH): a network that generalises across a scene needs
     # more channels than one fitted to a single tile. On the Sentinel-2 Wald check, 32 channels
     # gave 0.745x bicubic against 0.839x with 16, at 300 steps (benchmarks/RESULTS.md).
-    "scene": MMSRConfig(channels=32, source_neighbourhood=5, guide_neighbourhood=3, epochs=300,
+    "wide": MMSRConfig(channels=32, source_neighbourhood=5, guide_neighbourhood=3, epochs=300,
                         guide_weight_decay=0.0),
 }
 DEFAULT_PRESET = "fast"
-DEFAULT_SCENE_PRESET = "scene"
+DEFAULT_SCENE_PRESET = "wide"
+# Old preset names that still work, with a warning, until geosr 0.2: "scene" collided with mode="scene".
+RENAMED_PRESETS = {"scene": "wide"}
 
 # Above this many activation elements per feature map (H * W * channels) the network
 # recomputes activations in backward (gradient checkpointing) to bound memory.
@@ -61,7 +63,7 @@ RUN_OPTIONS = ("preset", "gradient_checkpointing", "amp", "start")
 
 def config_for(preset: str | None = None, **overrides) -> MMSRConfig:
     """The preset's config with ``overrides`` (any MMSRConfig field) applied."""
-    preset_name = DEFAULT_PRESET if preset is None else preset
+    preset_name = DEFAULT_PRESET if preset is None else renamed_preset(preset)
     if preset_name not in PRESETS:
         raise InputError(f"unknown MMSR preset {preset!r}; choose one of {sorted(PRESETS)}")
     fields = {f.name for f in dataclasses.fields(MMSRConfig)}
@@ -72,6 +74,18 @@ def config_for(preset: str | None = None, **overrides) -> MMSRConfig:
     cfg = dataclasses.replace(PRESETS[preset_name], **{k: v for k, v in overrides.items() if v is not None})
     _check_config(cfg)
     return cfg
+
+
+def renamed_preset(preset: str) -> str:
+    """The preset's present name; an old one (:data:`RENAMED_PRESETS`) with a FutureWarning."""
+    if preset in RENAMED_PRESETS:
+        import warnings
+
+        new = RENAMED_PRESETS[preset]
+        warnings.warn(f"MMSR preset {preset!r} is now called {new!r} (the old name collided with mode {preset!r}); "
+                      f"{preset!r} works until geosr 0.2", FutureWarning, stacklevel=3)
+        return new
+    return preset
 
 
 def _check_config(cfg: MMSRConfig) -> None:

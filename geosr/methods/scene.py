@@ -138,11 +138,18 @@ def windows(lr_shape, scale: int, count: int = WINDOWS, window: int = WINDOW, se
     return [(int(y), int(x), wy, wx) for y, x in zip(ys, xs)]
 
 
+def network_config(preset=None, epochs=None, **overrides):
+    """The scene network's MMSRConfig: ``preset`` (default :data:`DEFAULT_SCENE_PRESET`), ``epochs`` its steps."""
+    from .mmsr import DEFAULT_SCENE_PRESET, config_for
+
+    return config_for(preset or DEFAULT_SCENE_PRESET, **({"epochs": epochs} if epochs is not None else {}), **overrides)
+
+
 def train(sources, guides, scale: int, *, preset=None, epochs=None, batch_size: int = BATCH, device=None,
           seed: int = 0, progress=None, amp: bool | None = None, psf=None, **overrides) -> SceneModel:
     """Train one network on the windows ``sources`` [(h, w)] and ``guides`` [(c, h*s, w*s)].
 
-    NaN marks invalid pixels in both; ``psf``: the sensor model of the loss (default avg-pool). ``preset`` defaults to "scene" (32 channels, 300
+    NaN marks invalid pixels in both; ``psf``: the sensor model of the loss (default avg-pool). ``preset`` defaults to "wide" (32 channels, 300
     steps). ``epochs`` counts optimisation steps, each over a batch of ``batch_size``
     windows (default: the preset's epochs).
     """
@@ -151,12 +158,11 @@ def train(sources, guides, scale: int, *, preset=None, epochs=None, batch_size: 
     from .fit import (Schedule, autocast, deterministic_kernels, masked_cycle_l1, mixed_precision, optimise,
                       resolve_device, seeded_init, to_device)
     from ..runtime.memory import reuse_freed_memory
-    from .mmsr import DEFAULT_SCENE_PRESET, config_for
     from .nn.mmsr_net import MMSRNet
 
     reuse_freed_memory()
     t0 = time.perf_counter()
-    cfg = config_for(preset or DEFAULT_SCENE_PRESET, **({"epochs": epochs} if epochs is not None else {}), **overrides)
+    cfg = network_config(preset, epochs, **overrides)
     dev = resolve_device(device)
     amp = mixed_precision(dev, amp)
     pairs = []
@@ -204,7 +210,7 @@ def train(sources, guides, scale: int, *, preset=None, epochs=None, batch_size: 
 
         schedule = Schedule(cfg.epochs, cfg.lr, cfg.lr_decay, cfg.lr_decay_every)
         history = optimise(net.param_groups(cfg.guide_weight_decay), step_loss, schedule, progress=progress,
-                           description="scene")
+                           description="scene training", unit="step", log_lines=True)
     state = {k: v.detach().cpu().numpy() for k, v in net.state_dict().items()}
     from .._version import __version__
 

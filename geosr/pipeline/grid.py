@@ -83,6 +83,28 @@ def pixel_size(gbox: GeoBox, crs=None) -> float:
     return math.sqrt(area / (gbox.shape[0] * gbox.shape[1]))
 
 
+# A measured ratio of pixel sizes counts as the integer scale it rounds to within this fraction of it.
+SCALE_TOLERANCE = 0.1
+
+
+def scale_from(source: GeoBox, guides) -> tuple[int, float]:
+    """The scale the files imply: the source's pixel size over the finest guide's, on the source's CRS
+    (the output's), rounded to an integer. Refuses a ratio below 2 or far from an integer, with the
+    measured ratio, because the user then has to choose the output's pixel size. Returns (scale, ratio)."""
+    s = pixel_size(source)
+    ratio = s / min(pixel_size(g, source.crs) for g in guides)
+    n = round(ratio)
+    fix = ("give --scale N (the guide is resampled onto the output grid of source pixel / N), or resample the guide "
+           "so that its pixel size divides the source's")
+    if n < 2:
+        raise InputError(f"the source's pixels ({s:.4g} {_units(source)}) are only {ratio:.3g} times the guide's, so the "
+                         f"files imply no scale of 2 or more: {fix}")
+    if abs(ratio / n - 1) > SCALE_TOLERANCE:
+        raise InputError(f"the source's pixels ({s:.4g} {_units(source)}) are {ratio:.3g} times the guide's, far from an "
+                         f"integer scale: {fix}")
+    return n, ratio
+
+
 def check_overlap(source: GeoBox, other: GeoBox, role: str) -> None:
     footprint = other.extent.to_crs(source.crs)
     if not footprint.intersects(source.extent):

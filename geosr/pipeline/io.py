@@ -178,7 +178,7 @@ def write(da: xr.DataArray, path, cog: bool = False, overwrite: bool = False, pr
 def _write_threads(da, tmp, progress, kwargs):
     from .tiling import TileProgress
 
-    with TileProgress(disable=progress is False):
+    with TileProgress(disable=None if progress is None else not progress):
         da.rio.to_raster(tmp, lock=threading.Lock(), **kwargs)
 
 

@@ -371,7 +371,8 @@ def _correct_across_borders(hr, lr, scale, psf):
 
 
 class TileProgress:
-    """A tqdm bar counting fitted tiles while dask computes (local schedulers).
+    """A counter of fitted tiles while dask computes (local schedulers): a bar on a terminal,
+    plain lines in a log (:func:`geosr.runtime.progress.counter`).
 
     Use as a context manager around ``.compute()``, ``.rio.to_raster`` or ``geosr.write``.
     """
@@ -382,11 +383,11 @@ class TileProgress:
         bar = {}
 
         def start_state(dsk, state):
-            from tqdm.auto import tqdm
+            from ..runtime.progress import counter
 
             total = sum(1 for k in dsk if _is_fit(k))
             if total and "bar" not in bar:
-                bar["bar"] = tqdm(total=total, desc="tiles", unit="tile", disable=disable)
+                bar["bar"] = counter(total, "tiles", "tile", disable=disable)
 
         def posttask(key, result, dsk, state, worker_id):
             if _is_fit(key) and "bar" in bar:
