@@ -223,6 +223,8 @@ class _SectionedCommand(click.Command):
               help="With --quality, add band 4: the spread (std) over N runs with seeds --seed, --seed + 1, ... "
                    "(N - 1 extra fits).")
 @click.option("--cog", is_flag=True, help="Write a Cloud Optimized GeoTIFF (with AVERAGE overviews).")
+@click.option("--overviews", is_flag=True, help="Add AVERAGE overviews inside a plain GeoTIFF (2, 4, 8, ... until "
+              "the coarsest fits in one 512-pixel block), as --cog has them.")
 @click.option("--co", "creation_options", multiple=True, callback=_creation_options, metavar="NAME=VALUE",
               help="GDAL creation option; repeatable.")
 @click.option("--overwrite", is_flag=True, help="Replace the output if it exists (and discard an interrupted run's "
@@ -234,6 +236,9 @@ class _SectionedCommand(click.Command):
                    "dask-cuda, else --workers single-threaded processes); distributed: the cluster at --address.")
 @click.option("--workers", type=click.IntRange(1), default=None, help="Worker processes for --scheduler processes "
               "(default: one per core, or per GPU).")
+@click.option("--threads", type=click.IntRange(1), default=None,
+              help="Threads for this process: torch's, dask's threaded scheduler's and GDAL's (default: one per "
+                   "core). With --scheduler processes, --workers sets the processes.")
 @click.option("--address", default=None, help="Scheduler address for --scheduler distributed, e.g. tcp://host:8786.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (output grid, tiles, mode, network and budget, guide "
               "resampling, alignment, sensor model, self-check, estimated time) and exit without writing.")
@@ -243,8 +248,8 @@ def upsample(source, guide, scale, output, method, preset, start, mode, epochs, 
              model_out,
              tile_size, overlap, device, seed, amp,
              band, guide_bands, src_nodata, dst_nodata, resampling, bounds, align, flat_mask, exact, psf, psf_sigma,
-             quality, selfcheck, ensemble, cog, creation_options, overwrite, resume, scheduler, workers, address, dry_run,
-             verbose, quiet):
+             quality, selfcheck, ensemble, cog, overviews, creation_options, overwrite, resume, scheduler, workers, address,
+             threads, dry_run, verbose, quiet):
     """Super-resolve SOURCE by --scale, guided by GUIDE (one or more files, stacked as bands).
 
     SOURCE and GUIDE are GDAL dataset names (files, VRTs, /vsizip/ paths) in any CRS,
@@ -273,13 +278,15 @@ def upsample(source, guide, scale, output, method, preset, start, mode, epochs, 
         raise click.ClickException(str(e)) from None
     if output is None:
         output = Path(f"{Path(source.rstrip('/')).stem}_x{spec.scale}.tif")
+    if threads is not None:
+        _use_threads(threads)
     with _interruptible(output, quiet):
         try:
             t = time.perf_counter()
             client = cluster.start(scheduler, workers, address, device)
             try:
                 result = _run(source, list(guide), output, spec, bounds, cog, creation_options, overwrite, resume,
-                              client, quiet, progress, quality, model_out, dry_run, verbose)
+                              client, quiet, progress, quality, model_out, dry_run, verbose, overviews)
             finally:
                 if client is not None:
                     _close(client)
@@ -370,6 +377,16 @@ def _spec(ctx, method, scale, settings: dict, flags: dict) -> RunSpec:
     return RunSpec.build(scale=scale, method=method, **settings, **options)
 
 
+def _use_threads(n: int) -> None:
+    """--threads: torch's intra-op threads, the threaded scheduler's workers and GDAL's warp and compression."""
+    import dask
+    import torch
+
+    torch.set_num_threads(n)
+    dask.config.set(num_workers=n)
+    os.environ["GDAL_NUM_THREADS"] = str(n)
+
+
 def _print_plan(result, spec, guides, verbose):
     """The plan (:mod:`geosr.pipeline.summary`) on stderr, with an estimate from a few timed steps (their
     guide bands counted as given: an alpha band left out by the run changes the estimate by little)."""
@@ -395,7 +412,7 @@ def _close(client):
 
 
 def _run(source, guides, output, spec, bounds, cog, creation_options, overwrite, resume, client, quiet, progress,
-         quality=None, model_out=None, dry_run=False, verbose=0):
+         quality=None, model_out=None, dry_run=False, verbose=0, overviews=False):
     from .api import quality_layers, save_model
     from .pipeline.grid import crop_to_bounds
     from .pipeline.io import check_output, open_raster, output_bytes, write
@@ -439,7 +456,7 @@ def _run(source, guides, output, spec, bounds, cog, creation_options, overwrite,
                    f"done{model}", err=True)
     try:
         write(result, output, cog=cog, overwrite=overwrite, progress=progress, client=client,
-              **creation_options)
+              overviews=overviews, **creation_options)
     except BaseException:
         if not holds_work(checkpoint):  # nothing worth resuming from: leave no folder behind
             remove(checkpoint)
@@ -453,7 +470,7 @@ def _run(source, guides, output, spec, bounds, cog, creation_options, overwrite,
         layers = quality_layers(open_raster(str(output)), src, guide, src_nodata=spec.src_nodata,
                                 ensemble=spec.ensemble, **({} if found is None else {"align": found}))
         write(layers, quality, cog=cog, overwrite=overwrite, progress=progress, client=client,
-              **creation_options)
+              overviews=overviews, **creation_options)
         if not quiet:
             click.echo(f"wrote quality layers to {quality}", err=True)
     return result

@@ -124,3 +124,23 @@ def test_help_groups_the_options_and_rio_finds_the_command():
         pytest.fail(f"rasterio's rio command is not beside {sys.executable}")
     p = subprocess.run([str(rio), "geosr", "--help"], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and "Usage: rio geosr" in p.stdout and "Inputs:" in p.stdout, p.stdout + p.stderr
+
+
+def test_overviews_inside_a_plain_geotiff_and_threads(small_files, tmp_path):
+    from geosr.pipeline.io import overview_factors
+
+    assert overview_factors((96, 96)) == [2]
+    assert overview_factors((2048, 65536)) == [2, 4, 8, 16, 32, 64, 128]  # 65536 / 128 = 512: one block
+    out = tmp_path / "o.tif"
+    res = _run([small_files["source"], small_files["guide"], "--scale", "4", *TILES, "--method", "guided",
+                "--overviews", "--threads", "1", "-q", "-o", out])
+    assert res.exit_code == 0, res.output
+    with rasterio.open(out) as r:
+        assert r.driver == "GTiff" and r.overviews(1) == [2]
+        full = r.read(1, masked=True).astype(np.float64)
+        half = r.read(1, out_shape=(r.height // 2, r.width // 2), masked=True)  # GDAL reads the overview
+        assert r.tags()["geosr_threads"] == "1"
+    means = full.reshape(48, 2, 48, 2).mean(axis=(1, 3))
+    ok = ~np.ma.getmaskarray(half) & ~np.ma.getmaskarray(means)
+    assert ok.sum() > 1000
+    np.testing.assert_allclose(np.asarray(half)[ok], np.asarray(means)[ok], atol=1e-3)

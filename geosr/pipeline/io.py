@@ -124,11 +124,12 @@ def output_bytes(shape, cog: bool) -> int:
 
 
 def write(da: xr.DataArray, path, cog: bool = False, overwrite: bool = False, progress: bool | None = None,
-          client=None, **creation_options) -> Path:
+          client=None, overviews: bool = False, **creation_options) -> Path:
     """Write a (lazy) result as float32 GeoTIFF, or COG with ``cog=True``, streaming tile by tile.
 
     Defaults: 512 x 512 tiles, DEFLATE with the floating-point predictor, BIGTIFF=IF_SAFER;
-    a COG gets AVERAGE overviews. ``creation_options`` (GDAL names, any case) override them.
+    a COG gets AVERAGE overviews, and so does a plain GeoTIFF with ``overviews=True``
+    (:func:`overview_factors`, inside the file, averaged over valid pixels). ``creation_options`` (GDAL names, any case) override them.
     The CRS, transform, nodata, band description, units, AREA_OR_POINT and the ``geosr_*``
     provenance attributes are written. Dask computes each block once and writes it under a
     lock, so the whole raster is never held in memory.
@@ -161,6 +162,8 @@ def write(da: xr.DataArray, path, cog: bool = False, overwrite: bool = False, pr
         else:
             _write_distributed(da, tmp, progress, client, kwargs)
         _describe_band(tmp, da)
+        if overviews and not cog:
+            _add_overviews(tmp)
         if cog:
             import rasterio.shutil
 
@@ -173,6 +176,26 @@ def write(da: xr.DataArray, path, cog: bool = False, overwrite: bool = False, pr
     for store in stores_of(da):
         store.remove()
     return path
+
+
+def overview_factors(shape, block: int = int(GTIFF_OPTIONS["BLOCKXSIZE"])) -> list[int]:
+    """2, 4, 8, ... until the coarsest level fits in one block, as the COG driver chooses; at least 2."""
+    factors, f = [], 2
+    while f == 2 or max(shape) / (f // 2) > block:
+        if min(shape) // f < 1:
+            break
+        factors.append(f)
+        f *= 2
+    return factors
+
+
+def _add_overviews(path: Path) -> None:
+    import rasterio
+    from rasterio.enums import Resampling
+
+    with rasterio.Env(COMPRESS_OVERVIEW="DEFLATE", PREDICTOR_OVERVIEW="3"), rasterio.open(path, "r+") as dst:
+        dst.build_overviews(overview_factors(dst.shape), Resampling.average)
+        dst.update_tags(ns="rio_overview", resampling="average")
 
 
 def _write_threads(da, tmp, progress, kwargs):
