@@ -217,7 +217,7 @@ def superresolve(source, guide, scale=RunSpec.scale, method: str = RunSpec.metho
     spec = RunSpec.build(scale=scale, method=method, **settings)
     out = run(source, guide, spec, checkpoint, resume=resume, overwrite=overwrite, client=client)
     if spec.quality:
-        return out, quality.of_run(out, source, guide, spec)
+        return out, quality.of_result(out, source, guide, spec)
     return out
 
 
@@ -262,7 +262,16 @@ def quality_layers(output, source, guide, **settings):
     from .pipeline import quality
     from .pipeline.inputs import source_band
 
-    if "band" in output.dims:  # a written output opened again: raw values, nodata as stored
-        output = source_band(output)
     spec = RunSpec.from_tags(output.attrs, quality=True, **settings)
-    return quality.of_run(output, source, guide, spec)
+    # A result in memory carries its self-check in encoding; a written output opened again does not, and holds
+    # raw values with nodata as stored, its bands numbered from 1.
+    reopened = "band" in output.dims and "geosr_selfcheck" not in output.encoding
+    if reopened and spec.several_bands:
+        import xarray as xr
+
+        numbers = [int(b) for b in str(output.attrs["geosr_band"]).split(",")]
+        output = xr.concat([source_band(output, i + 1) for i in range(len(numbers))], dim="band",
+                           combine_attrs="override").assign_coords(band=numbers).assign_attrs(output.attrs)
+    elif "band" in output.dims and not spec.several_bands:
+        output = source_band(output)
+    return quality.of_result(output, source, guide, spec)

@@ -345,8 +345,6 @@ def _spec(ctx, method, scale, settings: dict, flags: dict) -> RunSpec:
 
     if settings["ensemble"] is not None and not settings["quality"]:
         raise InputError("--ensemble adds a band to the quality layers: give --quality FILE as well")
-    if settings["quality"] and isinstance(settings["band"], (str, list)):
-        raise InputError("--quality describes one band; run each band with --band N --quality FILE")
     flag = {p.name: p.opts[-1] for p in ctx.command.params if p.opts}
     unused = [(flag[name], why) for name, why in not_applying(method, [n for n in flag if given(n)])]
     if unused:
@@ -432,7 +430,9 @@ def _run(source, guides, output, spec, bounds, cog, creation_options, overwrite,
     if quality is not None:
         if quality.resolve() == Path(output).resolve():
             raise InputError(f"--quality {quality} is the output file; give the quality layers a file of their own")
-        check_output(quality, [source, *guides], overwrite, output_bytes((3 if spec.ensemble is None else 4, *shape), cog))
+        bands = len(spec.band) if isinstance(spec.band, list) else (src.sizes["band"] if spec.band == "all" else 1)
+        layers = bands * (3 if spec.ensemble is None else 4)
+        check_output(quality, [source, *guides], overwrite, output_bytes((layers, *shape), cog))
     if model_out is not None:
         if model_out.resolve() in {Path(p).resolve() for p in (output, quality) if p is not None}:
             raise InputError(f"--model-out {model_out} is another output of this run; give the model a file of its own")

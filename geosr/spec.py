@@ -141,9 +141,6 @@ class RunSpec:
             set_("overlap", positive_int(self.overlap, "overlap", low=0))
         if self.guide_bands is not None:
             set_("guide_bands", tuple(self.guide_bands))
-        if self.quality and self.several_bands:
-            raise InputError("quality layers describe one band: run quality_layers on each band of the result "
-                             "(result.sel(band=N)), or process the bands one at a time")
         set_("flat_mask", flatmask.resolve(self.flat_mask))
         if self.method == "bicubic":  # its output does not depend on the guide: nothing to measure
             set_("align", "none")
@@ -301,7 +298,7 @@ class RunSpec:
         options.pop("scene_model", None)  # a given model's file is not in the tags: pass model= again
         found = dict(scale=tag("geosr_scale", int), method=tag("geosr_method"), exact=tag("geosr_exact", int),
                      align=tag("geosr_align", lambda v: v if v in ("shift", "affine") else "none"),
-                     band=tag("geosr_band", int),
+                     band=tag("geosr_band", _band_tag),
                      guide_bands=tag("geosr_guide_bands", lambda v: tuple(int(b) for b in str(v).split(","))),
                      resampling=tag("geosr_guide_resampling"), feather=tag("geosr_feather", float),
                      psf=tag("geosr_psf"), psf_sigma=tag("geosr_psf_sigma", float),
@@ -337,6 +334,12 @@ class RunSpec:
                                "guide_nodata": self.guide_nodata,
                                "grid": [hr_box.crs.to_wkt(), list(hr_box.affine)[:6], list(hr_box.shape)]},
                 "inputs": inputs}
+
+def _band_tag(value) -> int | list[int]:
+    """``geosr_band``: one band number, or several joined by commas (a run of several bands)."""
+    numbers = [int(b) for b in str(value).split(",")]
+    return numbers[0] if len(numbers) == 1 else numbers
+
 
 def auto_mode(tiles: int, have_model: bool) -> tuple[str, str]:
     """(mode, why) for a raster of ``tiles`` tiles. Hybrid is not chosen: at its defaults it beat scene mode on one

@@ -70,10 +70,32 @@ def test_band_lists_are_checked_before_any_work(three_bands, tmp_path):
     for band, message in (("2,4", "give distinct data bands from [1, 2, 3]"), ("1,1", "distinct")):
         res = CliRunner().invoke(main, ["upsample", source, guide, *RUN, "--band", band, "-o", str(tmp_path / "x.tif")])
         assert res.exit_code != 0 and message in res.output, res.output
-    res = CliRunner().invoke(main, ["upsample", source, guide, *RUN, "--band", "1,2", "-o", str(tmp_path / "q.tif"),
-                                    "--quality", str(tmp_path / "ql.tif")])
-    assert res.exit_code != 0 and "--quality describes one band" in res.output
     assert not list(tmp_path.iterdir())
+
+
+def test_quality_layers_of_several_bands_are_each_bands_own(three_bands, tmp_path):
+    source, guide = three_bands
+    args = ["upsample", source, guide, *RUN, "--align", "none", "--mode", "tile"]
+    res = CliRunner().invoke(main, [*args, "--band", "1,2", "-o", str(tmp_path / "q.tif"),
+                                    "--quality", str(tmp_path / "ql.tif")])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(main, [*args, "--band", "2", "-o", str(tmp_path / "b2.tif"),
+                                    "--quality", str(tmp_path / "ql2.tif")])
+    assert res.exit_code == 0, res.output
+    both, one = read(tmp_path / "ql.tif"), read(tmp_path / "ql2.tif")
+    assert both[0].shape == (6, 96, 96) and (both[1], both[2]) == (one[1], one[2])
+    assert both[3] == ("band 1: fallback", "band 1: cycle_residual", "band 1: guide_influence",
+                       "band 2: fallback", "band 2: cycle_residual", "band 2: guide_influence")
+    np.testing.assert_array_equal(both[0][3:], one[0])  # band 2's layers, as its own run's
+    # the decimetre band's guide influence is 10 x the metre band's, where the guide was used
+    ok = np.isfinite(both[0][2]) & (both[0][2] > 1e-3)
+    assert ok.sum() > 1000
+    np.testing.assert_allclose(np.median(both[0][5][ok] / both[0][2][ok]), 10.0, rtol=0.01)
+    # in Python, the layers of the result in memory are the written file's
+    out, q = geosr.superresolve(geosr.open_raster(source), geosr.open_raster(guide), 4, band=[1, 2], quality=True,
+                                tile_size=12, overlap=4, epochs=5, seed=1, align="none", mode="tile", progress=False)
+    assert q.attrs["long_name"] == both[3]
+    np.testing.assert_allclose(q.values, both[0], rtol=1e-6, atol=1e-6)
     out = geosr.superresolve(geosr.open_raster(source), geosr.open_raster(guide), 4, "bicubic", band=[3, 1])
     assert out.dims == ("band", "y", "x") and list(out.band.values) == [3, 1]
 

@@ -133,7 +133,7 @@ def optimise(param_groups, step_loss, schedule: Schedule, progress=None, descrip
     opt = torch.optim.Adam(param_groups, lr=schedule.lr)
     history = []
     bar = counter(schedule.epochs, description, unit, disable=None if progress is None else not progress,
-                  lines=log_lines)
+                  lines=log_lines, leave=False)
     for epoch in range(schedule.epochs):
         for group in opt.param_groups:
             group["lr"] = schedule.lr_at(epoch) * group.get("lr_scale", 1.0)

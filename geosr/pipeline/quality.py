@@ -85,6 +85,34 @@ def _seen_by_sensor(block, scale, psf):
     return repeat_cells(degrade(block, scale, psf), scale)
 
 
+def of_result(output, source, guide, spec):
+    """:func:`of_run`, band by band for a result of several source bands ((band, y, x), the band
+    coordinate holding the source's band numbers): the layers of each band in turn, named
+    ``band N: <layer>``. Each band's layers are those its own run's would be."""
+    if not spec.several_bands:
+        return of_run(output, source, guide, spec)
+    import xarray as xr
+
+    numbers = [int(b) for b in output.band.values]
+    per = []
+    for i, b in enumerate(numbers):
+        one = output.isel(band=i, drop=True)
+        one.attrs = {**output.attrs, "geosr_band": str(b)}
+        for key, value in output.attrs.items():  # a tag that differs by band holds each band's, joined
+            if str(key).startswith("geosr_psf") and " | " in str(value):
+                one.attrs[key] = str(value).split(" | ")[i]
+        one.encoding = dict(output.encoding)
+        per.append(of_run(one, source, guide, spec.replace(band=b)))
+    q = xr.concat(per, dim="band", combine_attrs="override")
+    q = q.assign_coords(band=list(range(1, q.sizes["band"] + 1)))
+    q.attrs = {**per[0].attrs, "geosr_band": ",".join(map(str, numbers)),
+               "long_name": tuple(f"band {b}: {name}" for b, p in zip(numbers, per) for name in p.attrs["long_name"])}
+    q = q.rio.write_crs(per[0].rio.crs).rio.write_transform(per[0].rio.transform()).rio.write_nodata(np.nan,
+                                                                                                   encoded=True)
+    q.encoding["geosr_inputs"] = tuple(dict.fromkeys(n for p in per for n in p.encoding.get("geosr_inputs", ())))
+    return q
+
+
 def of_run(output, source, guide, spec):
     """Lazy quality layers of ``output``, the result of ``spec`` on ``source`` and ``guide``
     (:func:`geosr.quality_layers`): the inputs co-registered as the run did, bicubic on the same

@@ -15,19 +15,20 @@ EVERY_FRACTION = 0.1
 EVERY_SECONDS = 30.0
 
 
-def counter(total: int, stage: str, unit: str, disable: bool | None = None, lines: bool = True):
+def counter(total: int, stage: str, unit: str, disable: bool | None = None, lines: bool = True, leave: bool = True):
     """Something with ``update(n=1)`` and ``close()`` counting ``total`` ``unit``s of ``stage``.
 
     ``disable``: True = nothing; False = a tqdm bar even off a terminal (``-v``); None = a bar on a
     terminal or in a notebook, else plain lines on stderr when ``lines`` (stages too short or too
-    many for a log, such as each tile's own epochs, pass ``lines=False`` and stay silent there)."""
+    many for a log, such as each tile's own epochs, pass ``lines=False`` and stay silent there).
+    ``leave``: the bar stays on the terminal when done (tqdm's ``leave``)."""
     if disable is True or total <= 0:
         return _Silent()
     if disable is None and not _interactive():
         return _Lines(total, stage, unit) if lines else _Silent()
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=stage, unit=unit, leave=False, disable=disable)
+    return tqdm(total=total, desc=stage, unit=unit, leave=leave, disable=disable)
 
 
 def _interactive() -> bool:
