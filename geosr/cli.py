@@ -22,6 +22,7 @@ from .errors import InputError
 from .methods import METHODS
 from .methods.mmsr import DEFAULT_PRESET, DEFAULT_SCENE_PRESET, DEFAULT_START, PRESETS, STARTS
 from .methods.scene import BATCH, HYBRID_STEPS, TUNE_EPOCHS, WINDOW
+from .pipeline.io import OUTPUT_TYPES
 from .runtime import cluster
 from .runtime.cluster import SCHEDULERS
 from .spec import MODES, RunSpec, not_applying
@@ -223,6 +224,13 @@ class _SectionedCommand(click.Command):
               help="With --quality, add band 4: the spread (std) over N runs with seeds --seed, --seed + 1, ... "
                    "(N - 1 extra fits).")
 @click.option("--cog", is_flag=True, help="Write a Cloud Optimized GeoTIFF (with AVERAGE overviews).")
+@click.option("--ot", "output_type", type=click.Choice(list(OUTPUT_TYPES)), default="Float32", show_default=True,
+              help="Output data type, as gdal_translate -ot. Integer types store (value - --offset) / --scale-factor, "
+                   "rounded, with the scale and offset in the file so GIS software reads heights back (Int32 with "
+                   "--scale-factor 0.01 keeps centimetres); their nodata is the type's lowest value (signed) or highest "
+                   "(unsigned) unless --dst-nodata fits; values beyond the type are clipped, with a warning.")
+@click.option("--scale-factor", type=float, default=None, help="With --ot: stored = (value - offset) / scale factor.")
+@click.option("--offset", type=float, default=None, help="With --ot: see --scale-factor (default 0).")
 @click.option("--overviews", is_flag=True, help="Add AVERAGE overviews inside a plain GeoTIFF (2, 4, 8, ... until "
               "the coarsest fits in one 512-pixel block), as --cog has them.")
 @click.option("--co", "creation_options", multiple=True, callback=_creation_options, metavar="NAME=VALUE",
@@ -248,7 +256,7 @@ def upsample(source, guide, scale, output, method, preset, start, mode, epochs, 
              model_out,
              tile_size, overlap, device, seed, amp,
              band, guide_bands, src_nodata, dst_nodata, resampling, bounds, align, flat_mask, exact, psf, psf_sigma,
-             quality, selfcheck, ensemble, cog, overviews, creation_options, overwrite, resume, scheduler, workers, address,
+             quality, selfcheck, ensemble, cog, output_type, scale_factor, offset, overviews, creation_options, overwrite, resume, scheduler, workers, address,
              threads, dry_run, verbose, quiet):
     """Super-resolve SOURCE by --scale, guided by GUIDE (one or more files, stacked as bands).
 
@@ -286,7 +294,8 @@ def upsample(source, guide, scale, output, method, preset, start, mode, epochs, 
             client = cluster.start(scheduler, workers, address, device)
             try:
                 result = _run(source, list(guide), output, spec, bounds, cog, creation_options, overwrite, resume,
-                              client, quiet, progress, quality, model_out, dry_run, verbose, overviews)
+                              client, quiet, progress, quality, model_out, dry_run, verbose,
+                              dict(overviews=overviews, output_type=output_type, scale_factor=scale_factor, offset=offset))
             finally:
                 if client is not None:
                     _close(client)
@@ -410,7 +419,7 @@ def _close(client):
 
 
 def _run(source, guides, output, spec, bounds, cog, creation_options, overwrite, resume, client, quiet, progress,
-         quality=None, model_out=None, dry_run=False, verbose=0, overviews=False):
+         quality=None, model_out=None, dry_run=False, verbose=0, stored=None):
     from .api import quality_layers, save_model
     from .pipeline.grid import crop_to_bounds
     from .pipeline.io import check_output, open_raster, output_bytes, write
@@ -455,8 +464,8 @@ def _run(source, guides, output, spec, bounds, cog, creation_options, overwrite,
         click.echo(f"resuming from {checkpoint}: {sum(s.tiles_done() for s in stores)} of {n} tiles already "
                    f"done{model}", err=True)
     try:
-        write(result, output, cog=cog, overwrite=overwrite, progress=progress, client=client,
-              overviews=overviews, **creation_options)
+        write(result, output, cog=cog, overwrite=overwrite, progress=progress, client=client, **(stored or {}),
+              **creation_options)
     except BaseException:
         if not holds_work(checkpoint):  # nothing worth resuming from: leave no folder behind
             remove(checkpoint)
@@ -470,7 +479,7 @@ def _run(source, guides, output, spec, bounds, cog, creation_options, overwrite,
         layers = quality_layers(open_raster(str(output)), src, guide, src_nodata=spec.src_nodata,
                                 ensemble=spec.ensemble, **({} if found is None else {"align": found}))
         write(layers, quality, cog=cog, overwrite=overwrite, progress=progress, client=client,
-              overviews=overviews, **creation_options)
+              overviews=(stored or {}).get("overviews", False), **creation_options)
         if not quiet:
             click.echo(f"wrote quality layers to {quality}", err=True)
     return result

@@ -144,3 +144,27 @@ def test_overviews_inside_a_plain_geotiff_and_threads(small_files, tmp_path):
     ok = ~np.ma.getmaskarray(half) & ~np.ma.getmaskarray(means)
     assert ok.sum() > 1000
     np.testing.assert_allclose(np.asarray(half)[ok], np.asarray(means)[ok], atol=1e-3)
+
+
+def test_integer_output_types_keep_centimetres_and_say_what_was_clipped(small_files, tmp_path):
+    args = [small_files["source"], small_files["guide"], "--scale", "4", "--method", "bicubic", "-q"]
+    assert _run([*args, "-o", tmp_path / "f.tif"]).exit_code == 0
+    res = _run([*args, "--ot", "Int32", "--scale-factor", "0.01", "-o", tmp_path / "i.tif"])
+    assert res.exit_code == 0, res.output
+    with rasterio.open(tmp_path / "f.tif") as f, rasterio.open(tmp_path / "i.tif") as i:
+        assert i.dtypes[0] == "int32" and i.scales == (0.01,) and i.offsets == (0.0,)
+        assert i.nodata == -2147483648 and (i.crs, i.transform) == (f.crs, f.transform)
+        full, raw = f.read(1, masked=True), i.read(1, masked=True)
+    assert np.array_equal(np.ma.getmaskarray(full), np.ma.getmaskarray(raw)) and full.count() > 1000
+    np.testing.assert_allclose(raw.compressed() * 0.01, full.compressed(), atol=0.005 + 1e-4)  # rounded to 1 cm
+    # heights of about 275 m in millimetres do not fit Int16: clipped, and said so
+    with pytest.warns(UserWarning, match=r"pixels reached the limits of Int16 \(-32.767 to 32.767"):
+        res = _run([*args, "--ot", "Int16", "--scale-factor", "0.001", "-o", tmp_path / "c.tif"])
+    assert res.exit_code == 0, res.output
+    with rasterio.open(tmp_path / "c.tif") as c:
+        assert c.nodata == -32768 and c.read(1, masked=True).max() == 32767
+    res = _run([*args, "--ot", "UInt16", "--scale-factor", "0.01", "--offset", "250", "-o", tmp_path / "u.tif"])
+    assert res.exit_code == 0, res.output
+    with rasterio.open(tmp_path / "u.tif") as u:
+        assert u.nodata == 65535 and u.offsets == (250.0,)
+        np.testing.assert_allclose(u.read(1, masked=True).compressed() * 0.01 + 250, full.compressed(), atol=0.0051)

@@ -24,6 +24,9 @@ GTIFF_OPTIONS = {"TILED": "YES", "BLOCKXSIZE": "512", "BLOCKYSIZE": "512", "COMP
 # COG defaults (the COG driver's own option names); overviews average, as a DEM or thermal band needs.
 COG_OPTIONS = {"BLOCKSIZE": "512", "COMPRESS": "DEFLATE", "PREDICTOR": "YES", "BIGTIFF": "IF_SAFER",
                "OVERVIEW_RESAMPLING": "AVERAGE"}
+# Output data types (GDAL's names, as gdal_translate -ot takes them) and their numpy dtypes.
+OUTPUT_TYPES = {"Byte": "uint8", "UInt16": "uint16", "Int16": "int16", "UInt32": "uint32", "Int32": "int32",
+                "Float32": "float32", "Float64": "float64"}
 # Chunk of the lazy read; the tiler rechunks to its tiles.
 READ_CHUNKS = 1024
 
@@ -124,12 +127,15 @@ def output_bytes(shape, cog: bool) -> int:
 
 
 def write(da: xr.DataArray, path, cog: bool = False, overwrite: bool = False, progress: bool | None = None,
-          client=None, overviews: bool = False, **creation_options) -> Path:
+          client=None, overviews: bool = False, output_type: str = "Float32", scale_factor: float | None = None,
+          offset: float | None = None, **creation_options) -> Path:
     """Write a (lazy) result as float32 GeoTIFF, or COG with ``cog=True``, streaming tile by tile.
 
     Defaults: 512 x 512 tiles, DEFLATE with the floating-point predictor, BIGTIFF=IF_SAFER;
     a COG gets AVERAGE overviews, and so does a plain GeoTIFF with ``overviews=True``
-    (:func:`overview_factors`, inside the file, averaged over valid pixels). ``creation_options`` (GDAL names, any case) override them.
+    (:func:`overview_factors`, inside the file, averaged over valid pixels). ``creation_options``
+    (GDAL names, any case) override them. ``output_type`` (:data:`OUTPUT_TYPES`), ``scale_factor`` and
+    ``offset``: see :func:`stored`.
     The CRS, transform, nodata, band description, units, AREA_OR_POINT and the ``geosr_*``
     provenance attributes are written. Dask computes each block once and writes it under a
     lock, so the whole raster is never held in memory.
@@ -146,6 +152,7 @@ def write(da: xr.DataArray, path, cog: bool = False, overwrite: bool = False, pr
         raise InputError(f"write() takes a (y, x) result or (band, y, x) layers, got dims {da.dims}")
     inputs = da.encoding.get("geosr_inputs", ())
     path = check_output(path, inputs, overwrite, output_bytes(da.shape, cog))
+    da, limits = stored(da, output_type, scale_factor, offset)
     options = {k.upper(): str(v) for k, v in creation_options.items()}
     _remove_stale_partials(path)
     suffix = unique_suffix()
@@ -154,7 +161,9 @@ def write(da: xr.DataArray, path, cog: bool = False, overwrite: bool = False, pr
     PARTIAL_FILES.update((tmp, tmp_cog))
     try:
         gtiff = {**GTIFF_OPTIONS, **({} if cog else options)}
-        kwargs = dict(driver="GTiff", dtype="float32", tags=_tags(da), recalc_transform=False,
+        if np.issubdtype(da.dtype, np.integer) and "PREDICTOR" not in options:
+            gtiff["PREDICTOR"] = "2"  # the floating-point predictor is for floats
+        kwargs = dict(driver="GTiff", dtype=da.dtype.name, tags=_tags(da), recalc_transform=False,
                       **{k.lower(): v for k, v in gtiff.items()})
         client = current_client(client)
         if client is None:
@@ -162,6 +171,10 @@ def write(da: xr.DataArray, path, cog: bool = False, overwrite: bool = False, pr
         else:
             _write_distributed(da, tmp, progress, client, kwargs)
         _describe_band(tmp, da)
+        if scale_factor is not None or offset is not None:
+            _scale_and_offset(tmp, scale_factor, offset)
+        if limits is not None:
+            _warn_saturated(tmp, *limits, output_type, scale_factor, offset)
         if overviews and not cog:
             _add_overviews(tmp)
         if cog:
@@ -176,6 +189,78 @@ def write(da: xr.DataArray, path, cog: bool = False, overwrite: bool = False, pr
     for store in stores_of(da):
         store.remove()
     return path
+
+
+def stored(da: xr.DataArray, output_type: str = "Float32", scale_factor: float | None = None,
+           offset: float | None = None):
+    """(``da`` as the file stores it, the (low, high) it was clipped to or None).
+
+    The file holds ``(value - offset) / scale_factor`` in ``output_type`` (rounded for integers), with
+    the scale and offset in its metadata, so GDAL, QGIS and rioxarray read physical values back: Int16 or
+    Int32 with ``scale_factor=0.01`` keeps heights to the centimetre. An integer type's nodata is its
+    lowest value when signed and its highest when unsigned, unless the result's own nodata fits the type;
+    values beyond the type are clipped to it, and :func:`write` warns how many were."""
+    if output_type not in OUTPUT_TYPES:
+        raise InputError(f"output type {output_type!r} is not one of {', '.join(OUTPUT_TYPES)}")
+    if scale_factor is not None and (not np.isfinite(scale_factor) or scale_factor == 0):
+        raise InputError(f"scale_factor must be a finite non-zero number, got {scale_factor}")
+    dtype = np.dtype(OUTPUT_TYPES[output_type])
+    sf, off = 1.0 if scale_factor is None else float(scale_factor), 0.0 if offset is None else float(offset)
+    if dtype.kind == "f" and sf == 1.0 and off == 0.0:
+        return (da if da.dtype == dtype else da.astype(dtype, keep_attrs=True)), None
+    nodata = da.rio.encoded_nodata if da.rio.encoded_nodata is not None else da.rio.nodata
+    if dtype.kind == "f":
+        code, low, high = nodata, None, None
+    else:
+        info = np.iinfo(dtype)
+        own = None if nodata is None or np.isnan(nodata) else float(nodata)
+        if own is not None and own.is_integer() and info.min <= own <= info.max:
+            code = int(own)
+        else:
+            code = int(info.min) if info.min < 0 else int(info.max)
+        low, high = int(info.min) + (code == info.min), int(info.max) - (code == info.max)
+
+    def encode(block):
+        v = (np.asarray(block, np.float64) - off) / sf
+        bad = ~np.isfinite(v)
+        if low is not None:
+            v = np.clip(np.round(np.where(bad, 0, v)), low, high)
+        if code is not None:
+            v[bad] = code
+        return v.astype(dtype)
+
+    out = xr.DataArray(da.data.map_blocks(encode, dtype=dtype), dims=da.dims, coords=da.coords, attrs=da.attrs)
+    out.encoding = {k: v for k, v in da.encoding.items() if k not in ("_FillValue", "scale_factor", "add_offset",
+                                                                      "dtype")}
+    out = out.rio.write_crs(da.rio.crs).rio.write_transform(da.rio.transform())
+    out = out.rio.write_nodata(code, encoded=False) if code is not None else out
+    return out, (None if low is None else (low, high, code))
+
+
+def _scale_and_offset(path: Path, scale_factor, offset) -> None:
+    import rasterio
+
+    with rasterio.open(path, "r+") as dst:
+        dst.scales = (1.0 if scale_factor is None else float(scale_factor),) * dst.count
+        dst.offsets = (0.0 if offset is None else float(offset),) * dst.count
+
+
+def _warn_saturated(path: Path, low, high, code, output_type, scale_factor, offset) -> None:
+    """Count, block by block, the pixels at the integer type's limits: values that were clipped to it."""
+    import warnings
+
+    import rasterio
+
+    n = 0
+    with rasterio.open(path) as src:
+        for _, window in src.block_windows(1):
+            a = src.read(window=window)
+            n += int(np.count_nonzero(((a == low) | (a == high)) & (a != code)))
+    if n:
+        sf, off = scale_factor or 1.0, offset or 0.0
+        warnings.warn(f"{n} pixels reached the limits of {output_type} ({low * sf + off:.6g} to {high * sf + off:.6g} "
+                      "in the output's units) and were clipped there: choose a wider --ot, or a larger --scale-factor "
+                      "or an --offset", UserWarning, stacklevel=3)
 
 
 def overview_factors(shape, block: int = int(GTIFF_OPTIONS["BLOCKXSIZE"])) -> list[int]:
