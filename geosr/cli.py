@@ -201,7 +201,8 @@ class _SectionedCommand(click.Command):
 @click.option("--flat-mask", callback=_flat_mask, default=None, metavar="DEGREES|FILE",
               help="Use bicubic, not the guide, on flat ground and water, so the guide's texture (waves, road paint, "
                    "crop rows) does not become false relief: a slope threshold in degrees on the source (e.g. 2), "
-                   "or a raster (nonzero = flat) or GeoJSON file of polygons.")
+                   "or a raster (nonzero = flat), or a vector file of polygons GDAL/OGR reads (GeoJSON, GeoPackage, "
+                   "Shapefile, ...) in any CRS.")
 @click.option("--exact/--no-exact", default=RunSpec.exact, show_default=True,
               help="Keep every source cell's mean (back-projection); with --psf gaussian, the Gaussian model.")
 @click.option("--psf", type=click.Choice(PSF_CHOICES), default=RunSpec.psf, show_default=True,

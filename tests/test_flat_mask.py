@@ -210,6 +210,30 @@ def test_geojson_polygons_in_lonlat_over_a_utm_source(files, bicubic):
         np.testing.assert_array_equal(layers.values[0] == 1, inside_utm & files["valid"])
 
 
+def test_vector_files_gdal_reads_in_their_own_crs(files, tmp_path):
+    """The polygon above as a GeoPackage in lon/lat and a Shapefile in UTM: the same pixels as the polygon."""
+    import pyogrio
+
+    rows, cols = [10.3, 30.6, 80.2, 55.1], [20.2, 75.7, 60.4, 8.9]
+    t = files["hr_transform"]
+    utm = [t @ (c, r) for r, c in zip(rows, cols)]
+    lonlat = square_in_lonlat(files, rows=rows, cols=cols)
+    src, guide = inputs(files)
+    x, y = pixel_centres(files)
+    inside = shapely.contains_xy(shapely.Polygon(utm), x, y)
+    for name, ring, crs in (("area.gpkg", lonlat, "EPSG:4326"), ("area.shp", utm, files["crs"].to_wkt())):
+        path = str(tmp_path / name)
+        pyogrio.raw.write(path, np.array([shapely.to_wkb(shapely.Polygon(ring))], dtype=object), [], [],
+                          geometry_type="Polygon", crs=crs)
+        out = geosr.superresolve(src, guide, SCALE, "bicubic", flat_mask=path, **TILES)
+        assert out.attrs["geosr_flat_mask"] == f"vector {path}"
+        layers = geosr.quality_layers(out, src, guide)  # the mask read again from the output's attributes
+        np.testing.assert_array_equal(layers.values[0] == 1, inside & files["valid"])
+    (tmp_path / "notes.txt").write_text("flat areas: the lake")
+    with pytest.raises(geosr.InputError, match="cannot read the flat mask .* as a raster or a vector file"):
+        geosr.superresolve(src, guide, SCALE, "bicubic", flat_mask=str(tmp_path / "notes.txt"))
+
+
 def test_raster_mask_in_another_crs_and_resolution_is_taken_nearest(files, bicubic):
     # A lon/lat mask with pixels about 0.6 m: a block of ones, a nodata block inside it, zeros around.
     x, y = pixel_centres(files)

@@ -15,8 +15,9 @@ A mask is one of
 - a raster (a path, or a DataArray) in any CRS and resolution: nonzero valid pixels are
   flat; it is brought onto the output grid by nearest resampling;
 - polygons: a GeoJSON file (lon/lat WGS84 as RFC 7946 says, or its legacy ``crs``
-  member), a shapely geometry (taken in the source's CRS) or an ``odc.geo`` Geometry
-  (its own CRS). Output pixels whose centre lies inside are flat.
+  member), any other vector file GDAL/OGR reads (GeoPackage, Shapefile, FlatGeobuf, KML,
+  ... in its own CRS, through pyogrio), a shapely geometry (taken in the source's CRS) or an
+  ``odc.geo`` Geometry (its own CRS). Output pixels whose centre lies inside are flat.
 """
 from __future__ import annotations
 
@@ -42,7 +43,8 @@ HALO = 3
 MAX_LATITUDE = 85.0
 GEOJSON_SUFFIXES = (".geojson", ".json")
 NONE = "none"
-HINT = ("give a slope threshold in degrees (e.g. 2), a raster (nonzero = flat) or a GeoJSON file of polygons")
+HINT = ("give a slope threshold in degrees (e.g. 2), a raster (nonzero = flat) or a vector file of polygons "
+        "(GeoJSON, GeoPackage, Shapefile, ...)")
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,7 +98,7 @@ def from_attribute(text, role: str = "the output"):
         return None
     if text.startswith("slope<") and text.endswith(" deg"):
         return float(text[len("slope<"):-len(" deg")])
-    for prefix in ("raster ", "geojson "):
+    for prefix in ("raster ", "geojson ", "vector "):
         if text.startswith(prefix):
             return text[len(prefix):]
     raise InputError(f"{role} was made with a flat mask held in memory ({text}), which its attributes cannot "
@@ -119,8 +121,44 @@ def _from_path(name: str) -> FlatMask:
     if name.lower().endswith(GEOJSON_SUFFIXES):
         return FlatMask("geometry", read_geojson(name), f"geojson {where}",
                         {where: {"sha256": sha256(name)}} if local else fingerprints([name]))
+    if not _is_raster(name):
+        return FlatMask("geometry", read_vector(name), f"vector {where}", fingerprints([name]))
     raster = open_raster(name, "flat mask")
     return FlatMask("raster", raster, f"raster {where}", fingerprints([name]))
+
+
+def _is_raster(name: str) -> bool:
+    """Whether GDAL opens ``name`` as a raster with bands (else it is taken as a vector file)."""
+    import rasterio
+
+    try:
+        with rasterio.open(name) as src:
+            return src.count > 0
+    except rasterio.errors.RasterioIOError:
+        return False
+
+
+def read_vector(path):
+    """The union of the polygons of every feature of a vector file's first layer, in its own CRS, as an
+    odc.geo Geometry (any format GDAL/OGR reads, through pyogrio)."""
+    from odc.geo.geom import Geometry
+    import shapely
+
+    try:
+        import pyogrio
+    except ImportError:
+        raise InputError(f"reading the flat mask {path} as a vector file needs pyogrio: pip install pyogrio "
+                         "(or give it as GeoJSON)") from None
+    try:
+        meta, _, wkb, _ = pyogrio.raw.read(path, read_geometry=True, columns=[])
+    except Exception as e:  # pyogrio's DataSourceError and the like: not a file OGR reads
+        raise InputError(f"cannot read the flat mask {path} as a raster or a vector file ({e}); {HINT}") from None
+    shapes = [g for g in shapely.from_wkb(wkb) if g is not None] if wkb is not None else []
+    if not shapes:
+        raise InputError(f"the flat mask {path} holds no geometry; it needs polygons of the flat areas")
+    if not meta.get("crs"):
+        raise InputError(f"the flat mask {path} has no CRS; assign one (e.g. ogr2ogr -a_srs EPSG:32633 OUT IN)")
+    return Geometry(_polygons(shapes, str(path)), crs=meta["crs"])
 
 
 def read_geojson(path):
