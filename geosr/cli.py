@@ -248,6 +248,10 @@ class _SectionedCommand(click.Command):
 @click.option("--threads", type=click.IntRange(1), default=None,
               help="Threads for this process: torch's, dask's threaded scheduler's and GDAL's (default: one per "
                    "core). With --scheduler processes, --workers sets the processes.")
+@click.option("--max-memory", default=None, metavar="SIZE",
+              help="Stop the run, keeping its finished tiles for --resume, if its resident memory (summed over its "
+                   "processes) goes over SIZE (e.g. 4G, 512M); GDAL's cache gets an eighth of it, at most 256 MB, and "
+                   "the workers of --scheduler processes share it as dask's memory_limit.")
 @click.option("--address", default=None, help="Scheduler address for --scheduler distributed, e.g. tcp://host:8786.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (output grid, tiles, mode, network and budget, guide "
               "resampling, alignment, sensor model, self-check, estimated time) and exit without writing.")
@@ -258,7 +262,7 @@ def upsample(source, guide, scale, output, method, preset, start, mode, epochs, 
              tile_size, overlap, device, seed, amp,
              band, guide_bands, src_nodata, dst_nodata, resampling, bounds, align, flat_mask, exact, psf, psf_sigma,
              quality, selfcheck, ensemble, cog, output_type, scale_factor, offset, overviews, creation_options, overwrite, resume, scheduler, workers, address,
-             threads, dry_run, verbose, quiet):
+             threads, max_memory, dry_run, verbose, quiet):
     """Super-resolve SOURCE by --scale, guided by GUIDE (one or more files, stacked as bands).
 
     SOURCE and GUIDE are GDAL dataset names (files, VRTs, /vsizip/ paths) in any CRS,
@@ -289,10 +293,16 @@ def upsample(source, guide, scale, output, method, preset, start, mode, epochs, 
         output = Path(f"{Path(source.rstrip('/')).stem}_x{spec.scale}.tif")
     if threads is not None:
         _use_threads(threads)
-    with _interruptible(output, quiet):
+    cap = None
+    if max_memory is not None:
+        try:
+            cap = _cap_memory(max_memory)
+        except InputError as e:
+            raise click.ClickException(str(e)) from None
+    with _interruptible(output, quiet, cap):
         try:
             t = time.perf_counter()
-            client = cluster.start(scheduler, workers, address, device)
+            client = cluster.start(scheduler, workers, address, device, memory_limit=cap)
             try:
                 result = _run(source, list(guide), output, spec, bounds, cog, creation_options, overwrite, resume,
                               client, quiet, progress, quality, model_out, dry_run, verbose,
@@ -383,6 +393,15 @@ def _spec(ctx, method, scale, settings: dict, flags: dict) -> RunSpec:
     elif method == "cmsr":  # its optimisation steps
         options = dict(steps=flags["epochs"], device=flags["device"], seed=flags["seed"], progress=flags["progress"])
     return RunSpec.build(scale=scale, method=method, **settings, **options)
+
+
+def _cap_memory(text) -> int:
+    """--max-memory: the cap in bytes, with GDAL's block cache held to an eighth of it (at most 256 MB)."""
+    from .runtime.limit import parse_size
+
+    cap = parse_size(text)
+    os.environ["GDAL_CACHEMAX"] = str(max(1, min(256, cap // 8 // 2**20)))
+    return cap
 
 
 def _use_threads(n: int) -> None:
@@ -494,11 +513,12 @@ class _interruptible:
     running in a worker thread).
     """
 
-    def __init__(self, output, quiet):
-        self.output, self.quiet = output, quiet
+    def __init__(self, output, quiet, memory_cap=None):
+        self.output, self.quiet, self.memory_cap, self.guard = output, quiet, memory_cap, None
 
     def __enter__(self):
         from .pipeline.io import remove_partial_files
+        from .runtime.limit import MemoryGuard, size_text
 
         def on_signal(signum, frame):
             remove_partial_files()
@@ -511,15 +531,26 @@ class _interruptible:
                 hint = f"; finished work is kept in {kept}: run the same command with --resume to continue"
             else:
                 remove(kept)  # geosr's own files only, and the folder if that empties it
-            click.echo(f"\ninterrupted: nothing written to {self.output}{hint}", err=True)
+            code = 128 + int(signum)
+            if self.guard is not None and self.guard.peak is not None:  # the memory guard stopped the run
+                click.echo(f"\nError: the run's memory reached {size_text(self.guard.peak)}, over --max-memory "
+                           f"{size_text(self.memory_cap)}: stopped, nothing written to {self.output}{hint}. Use smaller "
+                           "tiles (--tile-size), fewer --threads or --workers, or a larger --max-memory.", err=True)
+                code = 1
+            else:
+                click.echo(f"\ninterrupted: nothing written to {self.output}{hint}", err=True)
             sys.stdout.flush()
             sys.stderr.flush()
-            os._exit(128 + int(signum))
+            os._exit(code)
 
         self._previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        if self.memory_cap is not None:  # over the cap, the run stops as an interrupt stops it
+            self.guard = MemoryGuard(self.memory_cap, lambda: os.kill(os.getpid(), signal.SIGINT)).__enter__()
         return self
 
     def __exit__(self, kind, value, tb):
+        if self.guard is not None:
+            self.guard.__exit__(kind, value, tb)
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         return False

@@ -168,3 +168,23 @@ def test_integer_output_types_keep_centimetres_and_say_what_was_clipped(small_fi
     with rasterio.open(tmp_path / "u.tif") as u:
         assert u.nodata == 65535 and u.offsets == (250.0,)
         np.testing.assert_allclose(u.read(1, masked=True).compressed() * 0.01 + 250, full.compressed(), atol=0.0051)
+
+
+def test_max_memory_stops_a_run_over_the_cap_and_lets_one_under_it_finish(small_files, tmp_path):
+    from geosr.runtime.limit import parse_size
+
+    assert parse_size("4G") == parse_size("4GiB") == parse_size("4gb") == 4 * 2**30
+    assert parse_size("512M") == 512 * 2**20 and parse_size("1.5G") == int(1.5 * 2**30)
+    res = _run([small_files["source"], small_files["guide"], "--max-memory", "lots", "-o", tmp_path / "x.tif"])
+    assert res.exit_code != 0 and "a memory size such as 4G" in res.output
+    base = [sys.executable, "-m", "geosr.cli", "upsample", small_files["source"], small_files["guide"], "--scale", "4",
+            *TILES, "--mode", "tile", "--epochs", "30"]
+    # Python with torch alone is over 100 MB: the guard stops the run, as an interrupt would
+    p = subprocess.run([*base, "--max-memory", "100M", "-o", str(tmp_path / "small.tif")], capture_output=True,
+                       text=True, timeout=600)
+    assert p.returncode == 1 and "over --max-memory 100 MB: stopped, nothing written" in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr and not any(tmp_path.iterdir()), list(tmp_path.iterdir())
+    p = subprocess.run([*base, "--max-memory", "8G", "-q", "-o", str(tmp_path / "big.tif")], capture_output=True,
+                       text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["big.tif"]

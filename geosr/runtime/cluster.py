@@ -48,13 +48,15 @@ def gpu_resources(client) -> dict | None:
     return None
 
 
-def start(scheduler: str = "threads", workers: int | None = None, address: str | None = None, device=None):
+def start(scheduler: str = "threads", workers: int | None = None, address: str | None = None, device=None,
+          memory_limit: int | None = None):
     """A Client for the CLI's ``--scheduler``, or None for local threads.
 
     processes: a LocalCluster of ``workers`` single-threaded processes on this machine
     (one per core by default); with CUDA present, device not "cpu" and dask-cuda
     installed, a LocalCUDACluster with one worker per GPU and the resource GPU=1.
-    distributed: connect to the scheduler at ``address``.
+    distributed: connect to the scheduler at ``address``. ``memory_limit``: bytes a local cluster's
+    workers and this process share (dask's per-worker ``memory_limit``: they spill and pause before it).
     """
     if scheduler not in SCHEDULERS:
         raise InputError(f"scheduler must be one of {SCHEDULERS}, got {scheduler!r}")
@@ -81,7 +83,8 @@ def start(scheduler: str = "threads", workers: int | None = None, address: str |
     from distributed import LocalCluster
 
     n = workers or os.cpu_count() or 1
-    return Client(LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None))
+    limit = {} if memory_limit is None else {"memory_limit": memory_limit // (n + 1)}  # a share for this process too
+    return Client(LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None, **limit))
 
 
 def _cuda_cluster_wanted(device) -> bool:
