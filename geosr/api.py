@@ -130,16 +130,19 @@ def superresolve_array(source, guide, scale=RunSpec.scale, method: str = RunSpec
 
 
 def superresolve(source, guide, scale=RunSpec.scale, method: str = RunSpec.method, *, checkpoint=None,
-                 resume: bool = False, overwrite: bool = False, client=None, **settings):
+                 resume: bool = False, overwrite: bool = False, client=None, share_model: bool = False, **settings):
     """Super-resolve a georeferenced raster with a georeferenced guide; lazy, any size.
 
     Parameters
     ----------
     source : xarray.DataArray (band, y, x) or (y, x) with CRS and transform, e.g. from
         ``rioxarray.open_rasterio`` or :func:`geosr.open_raster`. Pass ``chunks=`` when
-        opening large rasters so they stay on disk until needed.
+        opening large rasters so they stay on disk until needed. A stack with more
+        dimensions, (time, y, x) or (time, band, y, x), is run slice by slice
+        (:mod:`geosr.pipeline.slices`) and the results stacked again along them.
     guide : DataArray, or a list of them (stacked as bands), in any CRS, resolution and
-        extent. It is warped lazily onto the output grid with ``resampling`` ("auto":
+        extent. For a stack, one guide for every slice, or a guide stack with the source's
+        coordinates (the same ``time`` values): each slice then takes the guide at its own. It is warped lazily onto the output grid with ``resampling`` ("auto":
         GDAL ``average`` when the guide is more than 1.5x finer than the output, else
         ``bilinear``); a guide already on the output grid is used as is. Alpha bands and
         GDAL masks mark invalid pixels and are never used as guide bands.
@@ -196,6 +199,9 @@ def superresolve(source, guide, scale=RunSpec.scale, method: str = RunSpec.metho
     client : the dask.distributed Client the graph is meant for (default: the current one,
         if any). Fit and training tasks ask for the worker resource ``GPU=1`` when its
         workers offer it. Compute or :func:`geosr.write` on that client.
+    share_model : for a stack in mode "scene" or "hybrid": train the scene network on the
+        first slice (when the second is set up) and use it for every other one, instead of
+        one training per slice.
     quality : also return the run's quality layers, ``(out, layers)``; see
         :func:`quality_layers`. Compute both together (``dask.compute(out, layers)``) or
         write the output first, so the fits run once.
@@ -211,9 +217,12 @@ def superresolve(source, guide, scale=RunSpec.scale, method: str = RunSpec.metho
     with CRS, transform, nodata and the run's parameters in ``attrs``. Compute it, or
     stream it to disk with :func:`geosr.write`.
     """
-    from .pipeline import quality
+    from .pipeline import quality, slices
     from .pipeline.run import run
 
+    if slices.extra_dims(source):
+        return slices.over_slices(superresolve, source, guide, share_model, scale=scale, method=method,
+                                  checkpoint=checkpoint, resume=resume, overwrite=overwrite, client=client, **settings)
     spec = RunSpec.build(scale=scale, method=method, **settings)
     out = run(source, guide, spec, checkpoint, resume=resume, overwrite=overwrite, client=client)
     if spec.quality:

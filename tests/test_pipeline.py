@@ -150,8 +150,55 @@ def test_accessor_maps_over_a_time_dimension(small_files):
         one = part.geosr.superresolve(guide, scale=SCALE, epochs=5, seed=2).compute()
         np.testing.assert_array_equal(out.sel(time=year).values, one.values)
         assert out.rio.transform() == one.rio.transform() and out.rio.crs == one.rio.crs
-    with pytest.raises(geosr.InputError, match="maps over the extra dimensions"):
-        geosr.superresolve(stack, guide, SCALE)
+    via_function = geosr.superresolve(stack, guide, SCALE, epochs=5, seed=2).compute()
+    np.testing.assert_array_equal(via_function.values, out.values)
+
+
+def test_a_guide_stack_gives_each_time_step_its_own_guide(small_files):
+    """A guide with the source's time coordinate: each slice is the run of that slice with the guide of
+    its own time; a time the guide lacks, or a dimension the source lacks, is refused before any work."""
+    import xarray as xr
+
+    src = geosr.open_raster(str(small_files["source"])).squeeze("band", drop=True).astype(np.float64)
+    guide = geosr.open_raster(str(small_files["guide"])).astype(np.float32)
+    other = guide.isel(x=slice(None, None, -1)).assign_coords(x=guide.x).rio.write_transform(guide.rio.transform())
+    times = np.array(["2021-06-01", "2021-07-01"], dtype="datetime64[ns]")
+    stack = xr.concat([src, src + 0.5], dim="time").assign_coords(time=times)
+    guides = xr.concat([guide, other], dim="time").assign_coords(time=times[::-1])  # the order need not match
+    run = dict(scale=SCALE, method="regression", selfcheck=False)
+    out = stack.geosr.superresolve(guides, **run).compute()
+    for t, g in ((times[0], other), (times[1], guide)):
+        one = stack.sel(time=t).drop_vars("time").geosr.superresolve(g, **run).compute()
+        np.testing.assert_array_equal(out.sel(time=t).values, one.values)
+    same = stack.geosr.superresolve(guide, **run).compute()
+    assert not np.allclose(out.sel(time=times[0]).values, same.sel(time=times[0]).values, equal_nan=True)
+    with pytest.raises(geosr.InputError, match="the guide has no slice at time-2021-07-01"):
+        stack.geosr.superresolve(guides.isel(time=[1]), **run)
+    with pytest.raises(geosr.InputError, match="the dimension\\(s\\) sensor, which the source has not"):
+        stack.geosr.superresolve(guides.rename(time="sensor"), **run)
+
+
+def test_share_model_trains_once_for_a_stack(small_files, tmp_path):
+    """share_model=True: the network trained on the first slice is the model of the second, which
+    then equals a run of that slice given the saved model."""
+    import xarray as xr
+
+    src = geosr.open_raster(str(small_files["source"])).squeeze("band", drop=True).astype(np.float64)
+    guide = geosr.open_raster(str(small_files["guide"]))
+    stack = xr.concat([src, src + 0.5], dim="time").assign_coords(time=[2020, 2021])
+    run = dict(scale=SCALE, mode="scene", train_steps=4, batch_size=2, selfcheck=False, progress=False)
+    out = stack.geosr.superresolve(guide, share_model=True, **run)
+    first = geosr.superresolve(stack.sel(time=2020).drop_vars("time"), guide, **run)
+    path = geosr.save_model(first, tmp_path / "first.npz")
+    second = geosr.superresolve(stack.sel(time=2021).drop_vars("time"), guide, model=path,
+                                **{k: v for k, v in run.items() if k not in ("train_steps", "batch_size")})
+    values = out.compute()
+    np.testing.assert_array_equal(values.sel(time=2021).values, second.values)
+    np.testing.assert_array_equal(values.sel(time=2020).values, first.values)
+    own = geosr.superresolve(stack.sel(time=2021).drop_vars("time"), guide, **run).compute()
+    assert not np.array_equal(own.values, second.values, equal_nan=True), "its own training gives another network"
+    with pytest.raises(geosr.InputError, match="mode 'scene' or 'hybrid'"):
+        stack.geosr.superresolve(guide, share_model=True, scale=SCALE, mode="tile")
 
 
 def test_the_halo_widens_to_the_feather_so_tiles_ramp_as_the_whole_raster(fieldimager, tmp_path):

@@ -29,9 +29,9 @@ def as_bands(da: xr.DataArray, role: str) -> xr.DataArray:
     if da.ndim == 2:
         da = da.expand_dims(band=[1])
     if da.ndim != 3 or "band" not in da.dims:
-        raise InputError(f"the {role} must have dims (band, y, x) or (y, x), got {da.dims}. For a stack "
-                         "(time, y, x), call da.geosr.superresolve(...), which maps over the extra dimensions, "
-                         "or select one slice, e.g. da.isel(time=0).")
+        raise InputError(f"the {role} must have dims (band, y, x) or (y, x), got {da.dims}. A stack "
+                         "(time, y, x) is run slice by slice when it is the source; a guide stack needs the "
+                         "source's extra dimensions with the same coordinates, or select one slice, e.g. da.isel(time=0).")
     return da.transpose("band", ...)
 
 
