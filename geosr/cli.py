@@ -23,7 +23,7 @@ from .methods import METHODS
 from .methods.mmsr import DEFAULT_PRESET, DEFAULT_SCENE_PRESET, DEFAULT_START, PRESETS, STARTS
 from .methods.scene import BATCH, HYBRID_STEPS, TUNE_EPOCHS, WINDOW
 from .pipeline.io import OUTPUT_TYPES
-from .runtime import cluster
+from .runtime import batch, cluster
 from .runtime.cluster import SCHEDULERS
 from .spec import MODES, RunSpec, not_applying
 
@@ -107,6 +107,9 @@ Examples:
   geosr upsample tirs_radiance_90m.tif rgb_30m.tif --scale 3 --psf auto -o tirs_30m.tif --cog
   geosr upsample B11.jp2 B04.jp2 B03.jp2 B02.jp2 --scale 2 --bounds 600000 4990000 605000 4995000
   geosr upsample /vsizip/dem.zip/dem.tif ortho.vrt --scale 4 --device cuda --epochs 1000 --preset depth
+  geosr upsample 'tiles/*.tif' ortho.tif --scale 4 -o out/
+  geosr upsample dems/ 'orthos/{stem}_rgb.tif' -o out/ --mode scene --share-model
+  geosr upsample pairs.csv -o out/
 """
 
 
@@ -115,7 +118,7 @@ HELP_SECTIONS = {
     "Inputs": ("scale", "band", "guide_bands", "src_nodata", "bounds", "resampling", "align", "flat_mask"),
     "Output": ("output", "dst_nodata", "output_type", "scale_factor", "offset", "cog", "overviews",
                "creation_options", "quality", "overwrite", "resume"),
-    "Method": ("method", "preset", "mode", "start", "epochs", "steps", "batch_size", "model_in", "model_out", "seed",
+    "Method": ("method", "preset", "mode", "start", "epochs", "steps", "batch_size", "model_in", "model_out", "share_model", "seed",
                "exact", "psf", "psf_sigma", "selfcheck", "ensemble"),
     "Performance": ("tile_size", "overlap", "device", "amp", "threads", "max_memory", "scheduler", "workers",
                     "address"),
@@ -140,12 +143,13 @@ class _SectionedCommand(click.Command):
 
 @main.command(cls=_SectionedCommand, epilog=UPSAMPLE_EXAMPLES)
 @click.argument("source")
-@click.argument("guide", nargs=-1, required=True)
+@click.argument("guide", nargs=-1)
 @click.option("--scale", type=int, default=None,
               help="Integer refinement: output pixel = source pixel / scale (default: the ratio of the source's pixel "
                    "size to the guide's, when it is near an integer of 2 or more).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Output file (default: <source stem>_x<scale>.tif in the current folder).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+              help="Output file, or a folder to write <source stem>_x<scale>.tif into (default: that name in the "
+                   "current folder); for a batch, the folder.")
 @click.option("--method", type=click.Choice(sorted(METHODS)), default=RunSpec.method, show_default=True)
 @click.option("--preset", callback=_preset, default=None, metavar="[" + "|".join(sorted(PRESETS)) + "]",
               help=f"MMSR preset (default: {DEFAULT_SCENE_PRESET} for --mode scene, {DEFAULT_PRESET} otherwise).")
@@ -175,6 +179,10 @@ class _SectionedCommand(click.Command):
               help="A scene model saved by an earlier run (--model-out): used instead of training one.")
 @click.option("--model-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Save the scene model this run trains (scene and hybrid modes), for --model-in of other runs.")
+@click.option("--share-model", is_flag=True,
+              help="A batch in --mode scene or hybrid: train the scene network on the first source and run it on "
+                   "(or, hybrid, fine-tune it to) every other one, instead of one training per source; with "
+                   "--model-out, it is saved.")
 @click.option("--tile-size", type=click.IntRange(1), default=None,
               help="Tile side in source pixels (default: 512 // scale).")
 @click.option("--overlap", type=click.IntRange(0), default=None,
@@ -262,35 +270,38 @@ def upsample(source, guide, scale, output, method, preset, start, mode, epochs, 
              tile_size, overlap, device, seed, amp,
              band, guide_bands, src_nodata, dst_nodata, resampling, bounds, align, flat_mask, exact, psf, psf_sigma,
              quality, selfcheck, ensemble, cog, output_type, scale_factor, offset, overviews, creation_options, overwrite, resume, scheduler, workers, address,
-             threads, max_memory, dry_run, verbose, quiet):
+             threads, max_memory, dry_run, verbose, quiet, share_model):
     """Super-resolve SOURCE by --scale, guided by GUIDE (one or more files, stacked as bands).
 
     SOURCE and GUIDE are GDAL dataset names (files, VRTs, /vsizip/ paths) in any CRS,
     resolution and extent. The output is float32 on the source grid refined by --scale,
     with the source's CRS, nodata, band description and units.
 
+    A batch: SOURCE may be a glob ('tiles/*.tif', quoted), a folder of rasters, a text file
+    of paths (.txt) or a CSV of pairs (.csv with columns source,guide; then no GUIDE). Each
+    source is written to <-o folder>/<stem>_x<scale>.tif; GUIDE is one file for all, or a
+    pattern with {stem} for a guide per source ('ortho/{stem}_rgb.tif'). Outputs that exist
+    are skipped unless --overwrite; a failed source does not stop the rest, and a summary
+    closes the run (exit status 1 if any failed).
+
     Finished tiles are kept in <output>.geosr-resume while the run goes on; after an
     interrupt, the same command with --resume computes only the missing ones.
     """
     _setup()
+    ctx = click.get_current_context()
     # Epoch bars: always with -v, never with -q, else on terminals (scene training is one long step).
     progress = True if verbose else (False if quiet else None)
+    guide = list(guide)
     try:
         steps, epochs = _steps(method, mode, steps, train_steps, epochs)
-        if scale is None:
-            scale = _scale_from_files(source, guide, quiet)
-        spec = _spec(click.get_current_context(), method, scale, dict(
-            band=band, guide_bands=guide_bands, src_nodata=src_nodata, dst_nodata=dst_nodata, resampling=resampling,
-            tile_size=tile_size, overlap=overlap, exact=exact, align=align, flat_mask=flat_mask, psf=psf,
-            psf_sigma=psf_sigma, quality=quality is not None, ensemble=ensemble, selfcheck=selfcheck), dict(
-            preset=preset, start=start, epochs=epochs, mode=mode, batch_size=batch_size, train_steps=steps, model=model_in,
-            device=device, seed=seed, amp=amp, progress=progress))
+        planned = batch.jobs(source, guide) if batch.is_batch(source) else None
+        if planned is None and not guide:
+            raise InputError("give a GUIDE after the SOURCE: one or more guide files (stacked as bands)")
+        _check_batch_flags(planned, output, quality, model_in, model_out, share_model, mode, dry_run)
         if model_in is not None and model_out is not None and model_in.resolve() == model_out.resolve():
             raise InputError("--model-out is the --model-in file; give the new model a file of its own")
     except InputError as e:
         raise click.ClickException(str(e)) from None
-    if output is None:
-        output = Path(f"{Path(source.rstrip('/')).stem}_x{spec.scale}.tif")
     if threads is not None:
         _use_threads(threads)
     cap = None
@@ -299,29 +310,122 @@ def upsample(source, guide, scale, output, method, preset, start, mode, epochs, 
             cap = _cap_memory(max_memory)
         except InputError as e:
             raise click.ClickException(str(e)) from None
-    with _interruptible(output, quiet, cap):
+
+    def one(src, guides, out, scale_=scale, model=model_in, resume_it=resume, first=True):
+        """One run: its spec, then the run under the interrupt handler; a user's mistake as a ClickException."""
         try:
-            t = time.perf_counter()
-            client = cluster.start(scheduler, workers, address, device, memory_limit=cap)
-            try:
-                result = _run(source, list(guide), output, spec, bounds, cog, creation_options, overwrite, resume,
-                              client, quiet, progress, quality, model_out, dry_run, verbose,
-                              dict(overviews=overviews, output_type=output_type, scale_factor=scale_factor, offset=offset))
-            finally:
-                if client is not None:
-                    _close(client)
+            if scale_ is None:
+                scale_ = _scale_from_files(src, guides, quiet)
+            shared = model is not model_in  # a model trained by this batch: no training settings
+            spec = _spec(ctx, method, scale_, dict(
+                band=band, guide_bands=guide_bands, src_nodata=src_nodata, dst_nodata=dst_nodata,
+                resampling=resampling, tile_size=tile_size, overlap=overlap, exact=exact, align=align,
+                flat_mask=flat_mask, psf=psf, psf_sigma=psf_sigma, quality=quality is not None, ensemble=ensemble,
+                selfcheck=selfcheck), dict(
+                preset=preset, start=start, epochs=epochs, mode=mode, batch_size=None if shared else batch_size,
+                train_steps=None if shared else steps, model=model, device=device, seed=seed, amp=amp,
+                progress=progress))
         except InputError as e:
             raise click.ClickException(str(e)) from None
-        except MemoryError:
-            raise click.ClickException("out of memory: use smaller tiles (--tile-size), fewer --workers, or a machine "
-                                       "with more memory") from None
-        except OSError as e:  # a file system or GDAL error: a path, free space or permissions
-            raise click.ClickException(f"{e}. Check the paths, the free space and the permissions.") from None
-    if dry_run:
-        click.echo(f"dry run: nothing written ({output} would be {result.shape[-2]} x {result.shape[-1]} px)", err=True)
-    elif not quiet:
-        click.echo(f"wrote {output} ({result.shape[-2]} x {result.shape[-1]} px, {method}) in "
-                   f"{time.perf_counter() - t:.0f} s", err=True)
+        if out is None:
+            out = Path(f"{Path(src.rstrip('/')).stem}_x{spec.scale}.tif")
+        elif out.is_dir() and planned is None:
+            out = out / f"{Path(src.rstrip('/')).stem}_x{spec.scale}.tif"
+        with _interruptible(out, quiet, cap):
+            try:
+                t = time.perf_counter()
+                client = cluster.start(scheduler, workers, address, device, memory_limit=cap)
+                try:
+                    result = _run(src, guides, out, spec, bounds, cog, creation_options, overwrite, resume_it,
+                                  client, quiet, progress, quality, model_out if first else None, dry_run, verbose,
+                                  dict(overviews=overviews, output_type=output_type, scale_factor=scale_factor,
+                                       offset=offset))
+                finally:
+                    if client is not None:
+                        _close(client)
+            except InputError as e:
+                raise click.ClickException(str(e)) from None
+            except MemoryError:
+                raise click.ClickException("out of memory: use smaller tiles (--tile-size), fewer --workers, or a "
+                                           "machine with more memory") from None
+            except OSError as e:  # a file system or GDAL error: a path, free space or permissions
+                raise click.ClickException(f"{e}. Check the paths, the free space and the permissions.") from None
+        if dry_run:
+            click.echo(f"dry run: nothing written ({out} would be {result.shape[-2]} x {result.shape[-1]} px)",
+                       err=True)
+        elif not quiet:
+            click.echo(f"wrote {out} ({result.shape[-2]} x {result.shape[-1]} px, {method}) in "
+                       f"{time.perf_counter() - t:.0f} s", err=True)
+        return result
+
+    if planned is None:
+        one(source, guide, output)
+    else:
+        _batch(planned, output, scale, one, overwrite, resume, share_model and not dry_run, quiet)
+
+
+def _check_batch_flags(planned, output, quality, model_in, model_out, share_model, mode, dry_run):
+    """Flags that name one file, or that only a batch uses, refused where they do not fit."""
+    if planned is None:
+        if share_model:
+            raise InputError("--share-model shares one scene network across a batch: give SOURCE as a glob, a "
+                             "folder, a list or a CSV of pairs, or use --model-in for one run")
+        return
+    if output is not None and (output.is_file() or output.suffix.lower() in (".tif", ".tiff")):
+        raise InputError(f"-o {output}: a batch writes one file per source, so -o names a folder (created if it is "
+                         "missing)")
+    if quality is not None:
+        raise InputError("--quality names one file: in a batch, run the sources you want quality layers of one by one")
+    if share_model and model_in is not None:
+        raise InputError("--share-model trains one scene network on the first source, --model-in gives one: "
+                         "give one of them")
+    if share_model and mode not in ("scene", "hybrid"):
+        raise InputError("--share-model runs the scene network trained on the first source on the others: give "
+                         "--mode scene or --mode hybrid")
+    if model_out is not None and not share_model:
+        raise InputError("--model-out in a batch saves the network that --share-model trains on the first source: "
+                         "add --share-model, or run the source whose model you want on its own")
+
+
+def _batch(planned, folder, scale, one, overwrite, resume, share_model, quiet):
+    """Each job of the batch in turn; outputs that exist are skipped (unless --overwrite), a failed source is
+    reported and the rest go on; a summary at the end, and exit status 1 if any failed."""
+    from .pipeline.train import resolved
+    from .runtime.checkpoint import folder_for
+
+    folder = Path(".") if folder is None else folder
+    folder.mkdir(parents=True, exist_ok=True)
+    written, skipped, failed, model = [], [], [], None
+    for i, job in enumerate(planned, 1):
+        if not quiet:
+            click.echo(f"batch: {i}/{len(planned)} {job.source}", err=True)
+        try:
+            if job.problem:
+                raise click.ClickException(job.problem)
+            try:  # the output's name needs the scale before the run
+                n = scale if scale is not None else _scale_from_files(job.source, list(job.guides), quiet)
+            except InputError as e:
+                raise click.ClickException(str(e)) from None
+            out = batch.output_of(job, folder, n)
+            if out.exists() and not overwrite:
+                skipped.append(job.source)
+                if not quiet:
+                    click.echo(f"skipped {job.source}: {out} exists (--overwrite replaces it)", err=True)
+                continue
+            result = one(job.source, list(job.guides), out, n, **({} if model is None else {"model": model}),
+                            resume_it=resume and folder_for(out).is_dir(), first=model is None)
+            if share_model and model is None:
+                model = resolved(result.encoding["geosr_model"])
+            written.append(job.source)
+        except click.ClickException as e:
+            failed.append((job.source, e.format_message()))
+            click.echo(f"error: {job.source}: {e.format_message()}", err=True)
+    parts = [f"{len(written)} written", f"{len(skipped)} skipped (output exists)", f"{len(failed)} failed"]
+    click.echo(f"batch of {len(planned)}: {', '.join(parts)}", err=True)
+    for name, message in failed:
+        click.echo(f"  failed: {name}: {message}", err=True)
+    if failed:
+        raise SystemExit(1)
 
 
 def _steps(method, mode, steps, train_steps, epochs):

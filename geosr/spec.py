@@ -40,6 +40,7 @@ APPLIES_TO = {
     "steps": (("mmsr",), "it sets MMSR's scene training"),
     "model_in": (("mmsr",), "a scene model is an MMSR network"),
     "model_out": (("mmsr",), "a scene model is an MMSR network"),
+    "share_model": (("mmsr",), "a scene model is an MMSR network"),
     "amp": (("mmsr",), "it sets MMSR's network precision"),
     "start": (("mmsr",), "a start is an MMSR network's weights"),
     "epochs": (LEARNED, "only learned methods optimise"),
