@@ -117,7 +117,7 @@ Examples:
 HELP_SECTIONS = {
     "Inputs": ("scale", "band", "guide_bands", "src_nodata", "bounds", "resampling", "align", "flat_mask"),
     "Output": ("output", "dst_nodata", "output_type", "scale_factor", "offset", "cog", "overviews",
-               "creation_options", "quality", "overwrite", "resume"),
+               "creation_options", "quality", "overwrite", "resume", "on_interrupt"),
     "Method": ("method", "preset", "mode", "start", "epochs", "steps", "batch_size", "model_in", "model_out", "share_model", "seed",
                "exact", "psf", "psf_sigma", "selfcheck", "ensemble"),
     "Performance": ("tile_size", "overlap", "device", "amp", "threads", "max_memory", "scheduler", "workers",
@@ -248,6 +248,9 @@ class _SectionedCommand(click.Command):
               "checkpoint).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its checkpoint folder "
               "(<output>.geosr-resume): only missing tiles are computed.")
+@click.option("--on-interrupt", type=click.Choice(("keep", "discard")), default="keep", show_default=True,
+              help="What an interrupt (Ctrl-C, SIGTERM, --max-memory) leaves: keep = the finished tiles in "
+                   "<output>.geosr-resume, for --resume; discard = nothing (what the QGIS plugin asks for).")
 @click.option("--scheduler", type=click.Choice(SCHEDULERS), default="threads", show_default=True,
               help="threads: this process; processes: a local dask.distributed cluster (one worker per GPU with "
                    "dask-cuda, else --workers single-threaded processes); distributed: the cluster at --address.")
@@ -270,7 +273,7 @@ def upsample(source, guide, scale, output, method, preset, start, mode, epochs, 
              tile_size, overlap, device, seed, amp,
              band, guide_bands, src_nodata, dst_nodata, resampling, bounds, align, flat_mask, exact, psf, psf_sigma,
              quality, selfcheck, ensemble, cog, output_type, scale_factor, offset, overviews, creation_options, overwrite, resume, scheduler, workers, address,
-             threads, max_memory, dry_run, verbose, quiet, share_model):
+             threads, max_memory, dry_run, verbose, quiet, share_model, on_interrupt):
     """Super-resolve SOURCE by --scale, guided by GUIDE (one or more files, stacked as bands).
 
     SOURCE and GUIDE are GDAL dataset names (files, VRTs, /vsizip/ paths) in any CRS,
@@ -331,7 +334,7 @@ def upsample(source, guide, scale, output, method, preset, start, mode, epochs, 
             out = Path(f"{Path(src.rstrip('/')).stem}_x{spec.scale}.tif")
         elif out.is_dir() and planned is None:
             out = out / f"{Path(src.rstrip('/')).stem}_x{spec.scale}.tif"
-        with _interruptible(out, quiet, cap):
+        with _interruptible(out, quiet, cap, keep=on_interrupt == "keep"):
             try:
                 t = time.perf_counter()
                 client = cluster.start(scheduler, workers, address, device, memory_limit=cap)
@@ -610,15 +613,17 @@ def _run(source, guides, output, spec, bounds, cog, creation_options, overwrite,
 
 
 class _interruptible:
-    """SIGINT/SIGTERM end the run at once with exit 130/143, leaving no output and no temporary file.
+    """SIGINT/SIGTERM end the run at once with exit 130/143, leaving no output and no temporary file (and,
+    unless ``keep``, no checkpoint).
 
     The handler removes the pending temporary output itself and exits, rather than
     unwinding through dask, rioxarray and GDAL (which can wait on a tile fit still
     running in a worker thread).
     """
 
-    def __init__(self, output, quiet, memory_cap=None):
+    def __init__(self, output, quiet, memory_cap=None, keep: bool = True):
         self.output, self.quiet, self.memory_cap, self.guard = output, quiet, memory_cap, None
+        self.keep = keep  # the finished tiles, for --resume
 
     def __enter__(self):
         from .pipeline.io import remove_partial_files
@@ -631,7 +636,7 @@ class _interruptible:
 
             kept = folder_for(self.output)
             hint = ""
-            if holds_work(kept):
+            if self.keep and holds_work(kept):
                 hint = f"; finished work is kept in {kept}: run the same command with --resume to continue"
             else:
                 remove(kept)  # geosr's own files only, and the folder if that empties it

@@ -134,3 +134,28 @@ def test_scene_mode_resumes_with_the_trained_model(files, tmp_path):
 def test_resume_without_a_checkpoint_says_so(files, tmp_path):
     res = refused(*files, *TILES, "-o", tmp_path / "o.tif", "--resume")
     assert "no checkpoint" in res.output
+
+
+@pytest.mark.parametrize("choice", ["keep", "discard"])
+def test_on_interrupt_keeps_or_discards_the_finished_tiles(files, tmp_path, choice):
+    """SIGTERM after a tile is done: --on-interrupt keep (the default) leaves the checkpoint for --resume,
+    discard (the QGIS plugin's) leaves nothing."""
+    out = tmp_path / "o.tif"
+    ckpt = folder_for(out)
+    proc = start([files[0], files[1], *TILES, "--mode", "tile", "--epochs", "150", "--no-selfcheck", "-o", out,
+                  "--on-interrupt", choice])
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline and not list(ckpt.glob("tile-*.npy")):
+            assert proc.poll() is None, proc.communicate()[0]
+            time.sleep(0.05)
+        assert list(ckpt.glob("tile-*.npy")), "no tile was finished to keep or discard"
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM and "interrupted: nothing written" in output, output
+    if choice == "keep":
+        assert "--resume" in output and list(ckpt.glob("tile-*.npy"))
+    else:
+        assert "--resume" not in output and sorted(p.name for p in tmp_path.iterdir()) == []
