@@ -92,11 +92,8 @@ class UpsampleAlgorithm(QgsProcessingAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):
         from .provider import cli_path
 
-        args = [cli_path(), "upsample", self._file(parameters, "SOURCE", context)]
-        guides = self.parameterAsLayerList(parameters, "GUIDE", context)
-        if not guides:
-            raise QgsProcessingException("give at least one guide layer")
-        args += [self._layer_file(g, "guide") for g in guides]
+        args = [cli_path(), "upsample", self._source_file(parameters, context)]
+        args += self._guide_files(parameters, context)
         output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
         if os.path.splitext(output)[1].lower() not in (".tif", ".tiff"):
             raise QgsProcessingException(f"geosr writes GeoTIFF: give the output a .tif name, not {output}")
@@ -129,8 +126,14 @@ class UpsampleAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(f"geosr upsample failed: {command.error_of(lines)}")
         return {"OUTPUT": output, **({"QUALITY": quality} if quality else {})}
 
-    def _file(self, parameters, name, context):
-        return self._layer_file(self.parameterAsRasterLayer(parameters, name, context), name.lower())
+    def _source_file(self, parameters, context):
+        return self._layer_file(self.parameterAsRasterLayer(parameters, "SOURCE", context), "source")
+
+    def _guide_files(self, parameters, context):
+        guides = self.parameterAsLayerList(parameters, "GUIDE", context)
+        if not guides:
+            raise QgsProcessingException("give at least one guide layer")
+        return [self._layer_file(g, "guide") for g in guides]
 
     @staticmethod
     def _layer_file(layer, role):
