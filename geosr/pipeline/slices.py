@@ -33,10 +33,10 @@ def over_slices(run_one, source: xr.DataArray, guide, share_model: bool = False,
         _check_shareable(options)
     stacked = source.stack({SLICE: extra})
     names = _slice_names(stacked, extra)
+    slices = [stacked.isel({SLICE: i}) for i in range(len(names))]
+    guides = [guide_for(guide, {d: one[d].values[()] for d in extra}, name) for one, name in zip(slices, names)]
     results, model = [], None
-    for i, name in enumerate(names):
-        one = stacked.isel({SLICE: i})
-        coords = {d: one[d].values[()] for d in extra}
+    for one, name, its_guide in zip(slices, names, guides):
         settings = dict(options)
         if settings.get("checkpoint") is not None:
             from ..runtime.checkpoint import Location
@@ -44,7 +44,7 @@ def over_slices(run_one, source: xr.DataArray, guide, share_model: bool = False,
             settings["checkpoint"] = Location.of(settings["checkpoint"]).child(name)
         if model is not None:  # trained by the first slice: no training settings for the others
             settings = {k: v for k, v in settings.items() if k not in ("train_steps", "batch_size")} | {"model": model}
-        out = run_one(one.drop_vars([SLICE, *extra], errors="ignore"), guide_for(guide, coords, name), **settings)
+        out = run_one(one.drop_vars([SLICE, *extra], errors="ignore"), its_guide, **settings)
         if share_model and model is None:
             model = (out[0] if isinstance(out, tuple) else out).encoding.get("geosr_model")
         results.append(out)
