@@ -158,7 +158,7 @@ def test_cancelling_stops_the_run_and_leaves_nothing(home, pair, tmp_path):
     out = tmp_path / "out" / "o.tif"
     out.parent.mkdir()
     params = {"SOURCE": str(pair["source"]), "GUIDE": [str(pair["guide"])], "SCALE": 4, "MODE": "tile",
-              "EPOCHS": 150, "SELFCHECK": False, "EXTRA": "--tile-size 12 --overlap 4 --align none",
+              "EPOCHS": 60, "SELFCHECK": False, "EXTRA": "--tile-size 12 --overlap 4 --align none",
               "OUTPUT": str(out)}
     res = subprocess.run([QGIS_PYTHON, "-c", CANCEL, str(plugins), json.dumps(params)],
                          env=_plain_env(home, GEOSR_CLI=str(Path(sys.executable).parent / "geosr")),

@@ -142,7 +142,7 @@ def test_on_interrupt_keeps_or_discards_the_finished_tiles(files, tmp_path, choi
     discard (the QGIS plugin's) leaves nothing."""
     out = tmp_path / "o.tif"
     ckpt = folder_for(out)
-    proc = start([files[0], files[1], *TILES, "--mode", "tile", "--epochs", "150", "--no-selfcheck", "-o", out,
+    proc = start([files[0], files[1], *TILES, "--mode", "tile", "--epochs", "60", "--no-selfcheck", "-o", out,
                   "--on-interrupt", choice])
     try:
         deadline = time.time() + 180
