@@ -9,6 +9,7 @@ import ast
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -201,3 +202,33 @@ def test_progress_lines_become_one_percentage():
     tile_mode = Progress()
     assert tile_mode.read("tiles: 1/4 tiles (25%), 5 s elapsed") == (25.0, "tiles: 1/4")
     assert "PYTHONPATH" not in child_environment({"PYTHONPATH": "/usr/share/qgis/python", "HOME": "/h"})
+
+
+def test_killing_qgis_process_stops_the_command_and_leaves_nothing(qgis_process, home, pair, tmp_path):
+    """qgis_process killed (no cancel, no handler of its own): the geosr command gets SIGTERM as its parent dies
+    (Linux's parent-death signal) and removes its partial output and checkpoint."""
+    import time
+
+    import psutil
+
+    out = tmp_path / "out" / "o.tif"
+    out.parent.mkdir()
+    proc = subprocess.Popen([qgis_process, "run", "geosr:upsample", "--", f"SOURCE={pair['source']}",
+                             f"GUIDE={pair['guide']}", "SCALE=4", "MODE=tile", "EPOCHS=60", "SELFCHECK=false",
+                             "EXTRA=--tile-size 12 --overlap 4 --align none", f"OUTPUT={out}"],
+                            env=_plain_env(home), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not list(out.parent.glob("*.geosr-resume/tile-*.npy")):
+            assert proc.poll() is None, proc.communicate()[0]
+            time.sleep(0.05)
+        assert list(out.parent.glob("*.geosr-resume/tile-*.npy")), "no tile was finished before the kill"
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert children, "the geosr command is not a child of qgis_process"
+        proc.send_signal(signal.SIGKILL)  # no handler of its own runs
+        proc.communicate(timeout=60)
+        gone, alive = psutil.wait_procs(children, timeout=60)
+        assert not alive, f"the geosr command outlived qgis_process: {alive}"
+    finally:
+        proc.kill()
+    assert os.listdir(out.parent) == [], "the killed run left something behind"
