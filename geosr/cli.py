@@ -300,7 +300,7 @@ def upsample(source, guide, scale, output, method, preset, start, mode, epochs, 
         planned = batch.jobs(source, guide) if batch.is_batch(source) else None
         if planned is None and not guide:
             raise InputError("give a GUIDE after the SOURCE: one or more guide files (stacked as bands)")
-        _check_batch_flags(planned, output, quality, model_in, model_out, share_model, mode, dry_run)
+        _check_batch_flags(planned, output, quality, model_in, model_out, share_model, mode)
         if model_in is not None and model_out is not None and model_in.resolve() == model_out.resolve():
             raise InputError("--model-out is the --model-in file; give the new model a file of its own")
     except InputError as e:
@@ -314,33 +314,41 @@ def upsample(source, guide, scale, output, method, preset, start, mode, epochs, 
         except InputError as e:
             raise click.ClickException(str(e)) from None
 
-    def one(src, guides, out, scale_=scale, model=model_in, resume_it=resume, first=True):
+    def spec_for(scale_, model):
+        """The run's spec; a model this batch trained or saved takes no training settings."""
+        shared = model is not model_in
+        return _spec(ctx, method, scale_, dict(
+            band=band, guide_bands=guide_bands, src_nodata=src_nodata, dst_nodata=dst_nodata,
+            resampling=resampling, tile_size=tile_size, overlap=overlap, exact=exact, align=align,
+            flat_mask=flat_mask, psf=psf, psf_sigma=psf_sigma, quality=quality is not None, ensemble=ensemble,
+            selfcheck=selfcheck), dict(
+            preset=preset, start=start, epochs=epochs, mode=mode, batch_size=None if shared else batch_size,
+            train_steps=None if shared else steps, model=model, device=device, seed=seed, amp=amp,
+            progress=progress))
+
+    if planned is not None:  # the flags checked once, not once a source
+        try:
+            spec_for(scale or 2, None)
+        except InputError as e:
+            raise click.ClickException(str(e)) from None
+
+    def one(src, guides, out, scale_=scale, model=model_in, resume_it=resume, save_model=model_out):
         """One run: its spec, then the run under the interrupt handler; a user's mistake as a ClickException."""
         try:
             if scale_ is None:
                 scale_ = _scale_from_files(src, guides, quiet)
-            shared = model is not model_in  # a model trained by this batch: no training settings
-            spec = _spec(ctx, method, scale_, dict(
-                band=band, guide_bands=guide_bands, src_nodata=src_nodata, dst_nodata=dst_nodata,
-                resampling=resampling, tile_size=tile_size, overlap=overlap, exact=exact, align=align,
-                flat_mask=flat_mask, psf=psf, psf_sigma=psf_sigma, quality=quality is not None, ensemble=ensemble,
-                selfcheck=selfcheck), dict(
-                preset=preset, start=start, epochs=epochs, mode=mode, batch_size=None if shared else batch_size,
-                train_steps=None if shared else steps, model=model, device=device, seed=seed, amp=amp,
-                progress=progress))
+            spec = spec_for(scale_, model)
         except InputError as e:
             raise click.ClickException(str(e)) from None
-        if out is None:
-            out = Path(f"{Path(src.rstrip('/')).stem}_x{spec.scale}.tif")
-        elif out.is_dir() and planned is None:
-            out = out / f"{Path(src.rstrip('/')).stem}_x{spec.scale}.tif"
+        if out is None or out.is_dir():
+            out = (out or Path(".")) / batch.output_name(src, spec.scale)
         with _interruptible(out, quiet, cap, keep=on_interrupt == "keep"):
             try:
                 t = time.perf_counter()
                 client = cluster.start(scheduler, workers, address, device, memory_limit=cap)
                 try:
                     result = _run(src, guides, out, spec, bounds, cog, creation_options, overwrite, resume_it,
-                                  client, quiet, progress, quality, model_out if first else None, dry_run, verbose,
+                                  client, quiet, progress, quality, save_model, dry_run, verbose,
                                   dict(overviews=overviews, output_type=output_type, scale_factor=scale_factor,
                                        offset=offset))
                 finally:
@@ -364,10 +372,10 @@ def upsample(source, guide, scale, output, method, preset, start, mode, epochs, 
     if planned is None:
         one(source, guide, output)
     else:
-        _batch(planned, output, scale, one, overwrite, resume, share_model and not dry_run, quiet)
+        _batch(planned, output, scale, one, overwrite, resume, share_model and not dry_run, model_out, quiet, dry_run)
 
 
-def _check_batch_flags(planned, output, quality, model_in, model_out, share_model, mode, dry_run):
+def _check_batch_flags(planned, output, quality, model_in, model_out, share_model, mode):
     """Flags that name one file, or that only a batch uses, refused where they do not fit."""
     if planned is None:
         if share_model:
@@ -390,15 +398,26 @@ def _check_batch_flags(planned, output, quality, model_in, model_out, share_mode
                          "add --share-model, or run the source whose model you want on its own")
 
 
-def _batch(planned, folder, scale, one, overwrite, resume, share_model, quiet):
+def _batch(planned, folder, scale, one, overwrite, resume, share_model, model_out, quiet, dry_run):
     """Each job of the batch in turn; outputs that exist are skipped (unless --overwrite), a failed source is
-    reported and the rest go on; a summary at the end, and exit status 1 if any failed."""
+    reported and the rest go on; a summary at the end, and exit status 1 if any failed.
+
+    With --share-model the network trained on the first source is saved (--model-out, else
+    :data:`geosr.runtime.batch.SHARED_MODEL` in the output folder), so a rerun or --resume of the
+    batch uses that same network for the sources still to do."""
     from .pipeline.train import resolved
     from .runtime.checkpoint import folder_for
 
     folder = Path(".") if folder is None else folder
-    folder.mkdir(parents=True, exist_ok=True)
-    written, skipped, failed, model = [], [], [], None
+    if not dry_run:
+        folder.mkdir(parents=True, exist_ok=True)
+    inputs = [name for job in planned for name in (job.source, *job.guides)]
+    model_file = (model_out or folder / batch.SHARED_MODEL) if share_model else None
+    model = model_file if model_file is not None and model_file.is_file() and not overwrite else None
+    if model is not None and not quiet:
+        click.echo(f"batch: the scene network of an earlier run of this batch, {model_file}, is used for every "
+                   "source (--overwrite trains it again)", err=True)
+    written, skipped, failed = [], [], []
     for i, job in enumerate(planned, 1):
         if not quiet:
             click.echo(f"batch: {i}/{len(planned)} {job.source}", err=True)
@@ -409,22 +428,32 @@ def _batch(planned, folder, scale, one, overwrite, resume, share_model, quiet):
                 n = scale if scale is not None else _scale_from_files(job.source, list(job.guides), quiet)
             except InputError as e:
                 raise click.ClickException(str(e)) from None
-            out = batch.output_of(job, folder, n)
+            out = folder / batch.output_name(job.source, n)
+            clash = batch.input_at(out, inputs)
+            if clash is not None:
+                raise click.ClickException(f"its output {out} would replace {clash}, an input of this batch: write "
+                                           "the batch into another folder with -o")
             if out.exists() and not overwrite:
                 skipped.append(job.source)
                 if not quiet:
                     click.echo(f"skipped {job.source}: {out} exists (--overwrite replaces it)", err=True)
                 continue
-            result = one(job.source, list(job.guides), out, n, **({} if model is None else {"model": model}),
-                            resume_it=resume and folder_for(out).is_dir(), first=model is None)
+            given = {"save_model": model_file} if model is None else {"model": model, "save_model": None}
+            result = one(job.source, list(job.guides), out, n, resume_it=resume and folder_for(out).is_dir(),
+                         **given)
             if share_model and model is None:
                 model = resolved(result.encoding["geosr_model"])
             written.append(job.source)
         except click.ClickException as e:
             failed.append((job.source, e.format_message()))
-            click.echo(f"error: {job.source}: {e.format_message()}", err=True)
+        except Exception as e:  # not a user's mistake (CUDA out of memory, a library's error): the rest go on
+            failed.append((job.source, f"{type(e).__name__}: {e}"))
+        else:
+            continue
+        click.echo(f"error: {job.source}: {failed[-1][1]}", err=True)
     parts = [f"{len(written)} written", f"{len(skipped)} skipped (output exists)", f"{len(failed)} failed"]
-    click.echo(f"batch of {len(planned)}: {', '.join(parts)}", err=True)
+    if failed or not quiet:
+        click.echo(f"batch of {len(planned)}: {', '.join(parts)}", err=True)
     for name, message in failed:
         click.echo(f"  failed: {name}: {message}", err=True)
     if failed:
@@ -652,7 +681,8 @@ class _interruptible:
             sys.stderr.flush()
             os._exit(code)
 
-        self._previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        caught = (signal.SIGINT, signal.SIGTERM, *((signal.SIGBREAK,) if hasattr(signal, "SIGBREAK") else ()))
+        self._previous = {sig: signal.signal(sig, on_signal) for sig in caught}  # SIGBREAK: a cancel on Windows
         if self.memory_cap is not None:  # over the cap, the run stops as an interrupt stops it
             self.guard = MemoryGuard(self.memory_cap, lambda: os.kill(os.getpid(), signal.SIGINT)).__enter__()
         return self

@@ -4,6 +4,8 @@ The profile is QGIS's default one for this user ($QGIS_CUSTOM_CONFIG_PATH, or th
 then profiles/$QGIS_PROFILE or default). Only the plugin's own folder is replaced. QGIS's settings file is
 edited with Qt's QSettings where PyQt5 is there (as QGIS writes it), else as an INI file.
 """
+from __future__ import annotations
+
 import argparse
 import configparser
 import os

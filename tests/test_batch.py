@@ -51,9 +51,9 @@ def _sha(path):
 def test_a_glob_writes_one_output_per_source_on_its_grid(tiles, tmp_path):
     d, ortho = tiles
     out = tmp_path / "out"
-    res = _invoke(f"{d}/tiles/*.tif", ortho, "-o", out, *FAST)
+    res = _invoke(f"{d}/tiles/*.tif", ortho, "-o", out, *FAST[:-1])  # not -q: the summary shows
     assert res.exit_code == 0, res.output
-    assert "batch of 3: 3 written, 0 skipped (output exists), 0 failed" in res.output
+    assert "batch: 2/3" in res.output and "batch of 3: 3 written, 0 skipped (output exists), 0 failed" in res.output
     assert sorted(os.listdir(out)) == ["a_x4.tif", "b_x4.tif", "c_x4.tif"]
     for name in CORNERS:
         with rasterio.open(out / f"{name}_x4.tif") as r, rasterio.open(d / "tiles" / f"{name}.tif") as s:
@@ -84,7 +84,7 @@ def test_existing_outputs_are_skipped_and_a_failed_source_does_not_stop_the_rest
     assert res.exit_code == 0 and "batch of 2: 0 written, 2 skipped (output exists), 0 failed" in res.output
     assert f"skipped {src / 'a.tif'}: {out / 'a_x4.tif'} exists (--overwrite replaces it)" in res.output
     assert {p: os.stat(out / p).st_mtime_ns for p in os.listdir(out)} == mtimes
-    res = _invoke(src, ortho, "-o", out, "--overwrite", *FAST)
+    res = _invoke(src, ortho, "-o", out, "--overwrite", *FAST[:-1])
     assert res.exit_code == 0 and "2 written, 0 skipped" in res.output
     assert {p: _sha(out / p) for p in os.listdir(out)} == before  # the same run again: the same bytes
 
@@ -97,7 +97,8 @@ def test_a_guide_per_source_by_pattern_list_and_csv(tiles, tmp_path):
     assert "2 written, 0 skipped (output exists), 1 failed" in res.output and "cannot open the guide" in res.output
     assert sorted(os.listdir(tmp_path / "by_pattern")) == ["a_x4.tif", "b_x4.tif"]
     # The same pairs from a CSV beside the files (paths relative to it), and from a list of sources.
-    (d / "pairs.csv").write_text("source,guide\ntiles/a.tif,guides/a_rgb.tif\ntiles/b.tif,guides/b_rgb.tif\n")
+    (d / "pairs.csv").write_text("source, guide\ntiles/a.tif, guides/a_rgb.tif\ntiles/b.tif,guides/b_rgb.tif\n",
+                                 encoding="utf-8-sig")  # as a spreadsheet saves it: a byte-order mark
     res = _invoke(d / "pairs.csv", "-o", tmp_path / "by_csv", *FAST)
     assert res.exit_code == 0, res.output
     (d / "list.txt").write_text("# two tiles\ntiles/a.tif\n\ntiles/b.tif  # the second\n")
@@ -130,6 +131,15 @@ def test_share_model_trains_once_and_saves_it(tiles, tmp_path):
     assert _invoke(d / "tiles" / "b.tif", ortho, "-o", own, *scene).exit_code == 0
     with rasterio.open(own) as o, rasterio.open(out / "b_x4.tif") as b:
         assert not np.array_equal(o.read(), b.read()), "b's own training gives another network"
+    # Without --model-out the network is kept in the output folder: a rerun after b was lost uses it again.
+    again = tmp_path / "again"
+    res = _invoke(f"{d}/tiles/[ab].tif", ortho, "-o", again, "--share-model", *scene)
+    assert res.exit_code == 0 and sorted(os.listdir(again)) == ["a_x4.tif", "b_x4.tif", "geosr_shared_model.npz"]
+    first = _sha(again / "b_x4.tif")
+    (again / "b_x4.tif").unlink()
+    res = _invoke(f"{d}/tiles/[ab].tif", ortho, "-o", again, "--share-model", *scene[:-1])
+    assert res.exit_code == 0 and "of an earlier run of this batch" in res.output, res.output
+    assert "1 written, 1 skipped" in res.output and _sha(again / "b_x4.tif") == first
 
 
 @pytest.mark.parametrize("args, message", [
@@ -161,10 +171,24 @@ def test_two_sources_with_one_name_are_refused(tiles, tmp_path):
 
 
 def test_outputs_written_beside_the_sources_are_not_taken_as_sources_again(tiles, tmp_path):
+    """A folder's sources leave out geosr's outputs, hidden files and the guide; a user's file that a
+    source's output would replace is never written over, not even with --overwrite."""
     d, ortho = tiles
     (tmp_path / "a.tif").write_bytes((d / "tiles" / "a.tif").read_bytes())
     (tmp_path / "keep_x2.tif").write_bytes((d / "tiles" / "b.tif").read_bytes())  # not geosr's: a source
-    assert _invoke(tmp_path, ortho, "-o", tmp_path, *FAST).exit_code == 0
-    res = _invoke(f"{tmp_path}/*.tif", ortho, "-o", tmp_path, *FAST[:-1])
+    (tmp_path / ".hidden.tif").write_text("a killed run's temporary file")
+    (tmp_path / "ortho.tif").write_bytes(Path(ortho).read_bytes())
+    res = _invoke(tmp_path, tmp_path / "ortho.tif", "-o", tmp_path, *FAST[:-1])
+    assert res.exit_code == 0 and "batch of 2: 2 written" in res.output, res.output
+    res = _invoke(f"{tmp_path}/*.tif", tmp_path / "ortho.tif", "-o", tmp_path, *FAST[:-1])
     assert res.exit_code == 0 and "batch of 2: 0 written, 2 skipped (output exists)" in res.output, res.output
-    assert sorted(os.listdir(tmp_path)) == ["a.tif", "a_x4.tif", "keep_x2.tif", "keep_x2_x4.tif"]
+    assert sorted(os.listdir(tmp_path)) == [".hidden.tif", "a.tif", "a_x4.tif", "keep_x2.tif", "keep_x2_x4.tif",
+                                            "ortho.tif"]
+    users = tmp_path / "users"
+    users.mkdir()
+    (users / "c.tif").write_bytes((d / "tiles" / "c.tif").read_bytes())
+    (users / "c_x4.tif").write_bytes((d / "tiles" / "a.tif").read_bytes())  # the user's, named like an output
+    before = _sha(users / "c_x4.tif")
+    res = _invoke(users, ortho, "-o", users, "--overwrite", *FAST)
+    assert res.exit_code == 1 and "would replace" in res.output and "an input of this batch" in res.output
+    assert _sha(users / "c_x4.tif") == before and sorted(os.listdir(users)) == ["c.tif", "c_x4.tif", "c_x4_x4.tif"]

@@ -1,8 +1,12 @@
 """environment.yml (conda-forge) installs what pyproject.toml asks for: every dependency, core and extras,
 named with the same lower bound."""
 import re
-import tomllib
 from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: pip's own copy of tomli
+    from pip._vendor import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 # pip name -> its conda-forge name(s), where they differ.

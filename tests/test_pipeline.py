@@ -197,6 +197,9 @@ def test_share_model_trains_once_for_a_stack(small_files, tmp_path):
     assert not np.array_equal(own.values, second.values, equal_nan=True), "its own training gives another network"
     with pytest.raises(geosr.InputError, match="mode 'scene' or 'hybrid'"):
         stack.geosr.superresolve(guide, share_model=True, scale=SCALE, mode="tile")
+    # epochs, the training's steps in mode scene, is the first slice's only.
+    steps = dict(scale=SCALE, mode="scene", epochs=4, batch_size=2, selfcheck=False, progress=False)
+    assert stack.geosr.superresolve(guide, share_model=True, **steps).sizes["time"] == 2
 
 
 def test_the_halo_widens_to_the_feather_so_tiles_ramp_as_the_whole_raster(fieldimager, tmp_path):

@@ -42,8 +42,10 @@ def over_slices(run_one, source: xr.DataArray, guide, share_model: bool = False,
             from ..runtime.checkpoint import Location
 
             settings["checkpoint"] = Location.of(settings["checkpoint"]).child(name)
-        if model is not None:  # trained by the first slice: no training settings for the others
-            settings = {k: v for k, v in settings.items() if k not in ("train_steps", "batch_size")} | {"model": model}
+        if model is not None:  # trained by the first slice: no training settings for the others (in mode
+            # scene, epochs counts the training's steps too)
+            training = ("train_steps", "batch_size", *(("epochs",) if settings.get("mode") == "scene" else ()))
+            settings = {k: v for k, v in settings.items() if k not in training} | {"model": model}
         out = run_one(one.drop_vars([SLICE, *extra], errors="ignore"), its_guide, **settings)
         if share_model and model is None:
             model = (out[0] if isinstance(out, tuple) else out).encoding.get("geosr_model")

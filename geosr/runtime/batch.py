@@ -22,6 +22,8 @@ RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img", ".asc", ".nc", ".bil
 LIST_SUFFIXES = (".txt", ".lst")
 PAIRS_SUFFIX = ".csv"
 STEM = "{stem}"
+# Where --share-model keeps the batch's scene network (without --model-out), for a rerun or --resume.
+SHARED_MODEL = "geosr_shared_model.npz"
 _MAGIC = re.compile(r"[*?\[]")
 
 
@@ -35,17 +37,52 @@ class Job:
 
     @property
     def stem(self) -> str:
-        return Path(self.source.rstrip("/")).stem
+        return stem_of(self.source)
+
+
+def stem_of(source: str) -> str:
+    return Path(source.rstrip("/")).stem
+
+
+def output_name(source: str, scale: int) -> str:
+    """``<stem>_x<scale>.tif``: the output's name of one run (the default of ``-o``) and of each in a batch."""
+    return f"{stem_of(source)}_x{scale}.tif"
 
 
 def is_batch(source: str) -> bool:
-    """Whether SOURCE names many sources: a folder, a list or CSV file, or a glob that is not a file's name."""
+    """Whether SOURCE names many sources: a folder that is not itself a dataset (an ESRI grid, a .SAFE), a list
+    or CSV file, or a glob that is not a file's name (GDAL names, /vsi... and URLs, are never globs)."""
     path = Path(source)
     if path.is_dir():
-        return True
+        return not _is_dataset(source)
     if path.suffix.lower() in (*LIST_SUFFIXES, PAIRS_SUFFIX) and path.is_file():
         return True
+    if source.startswith("/vsi") or "://" in source:
+        return False
     return bool(_MAGIC.search(source)) and not path.exists()
+
+
+def _is_dataset(name: str) -> bool:
+    import rasterio
+
+    try:
+        with rasterio.open(name):
+            return True
+    except rasterio.errors.RasterioError:
+        return False
+
+
+def input_at(path: Path, inputs) -> str | None:
+    """The input of ``inputs`` that ``path`` is (the same file), if any."""
+    if not path.exists():
+        return None
+    for name in inputs:
+        try:
+            if Path(name).exists() and path.samefile(name):
+                return name
+        except OSError:
+            continue
+    return None
 
 
 def jobs(source: str, guides: list[str]) -> list[Job]:
@@ -59,7 +96,7 @@ def jobs(source: str, guides: list[str]) -> list[Job]:
         if not guides:
             raise InputError("give a GUIDE: one file for every source, or a pattern with {stem} for a guide per "
                              "source (e.g. 'ortho/{stem}_rgb.tif')")
-        found = [Job(s, *_guides_of(s, guides)) for s in _sources(source)]
+        found = [Job(s, *_guides_of(s, guides)) for s in _sources(source, guides)]
     if not found:
         raise InputError(f"{source} names no raster: give a glob such as 'tiles/*.tif', a folder of rasters "
                          f"({', '.join(RASTER_SUFFIXES[:4])}, ...), a text file of paths or a CSV of pairs")
@@ -72,22 +109,21 @@ def jobs(source: str, guides: list[str]) -> list[Job]:
     return found
 
 
-def output_of(job: Job, folder: Path, scale: int) -> Path:
-    return folder / f"{job.stem}_x{scale}.tif"
-
-
-def _sources(source: str) -> list[str]:
-    """The sources a folder, list or glob names; a folder or glob leaves out geosr's own outputs (a second run
-    into the same folder would otherwise sharpen them again)."""
+def _sources(source: str, guides) -> list[str]:
+    """The sources a folder, list or glob names. A folder or glob leaves out hidden files (a killed run's
+    temporary output), the batch's guides, and geosr's own outputs (a second run into the same folder
+    would otherwise sharpen them again)."""
     path = Path(source)
     if path.suffix.lower() in LIST_SUFFIXES and path.is_file():
-        lines = [line.split("#", 1)[0].strip() for line in path.read_text().splitlines()]
+        lines = [line.split("#", 1)[0].strip() for line in path.read_text(encoding="utf-8-sig").splitlines()]
         return [_relative_to(path.parent, line) for line in lines if line]
     if path.is_dir():
         found = [str(p) for p in path.iterdir() if p.is_file() and p.suffix.lower() in RASTER_SUFFIXES]
     else:
-        found = [p for p in glob.glob(source) if Path(p).is_file()]
-    return sorted(p for p in found if not _is_output(p))
+        found = [p for p in glob.glob(source) if Path(p).is_file()]  # glob leaves out hidden files itself
+    guides = [g for g in guides if STEM not in g]
+    return sorted(p for p in found if not Path(p).name.startswith(".") and input_at(Path(p), guides) is None
+                  and not _is_output(p))
 
 
 def _is_output(path: str) -> bool:
@@ -119,9 +155,10 @@ def _guides_of(source: str, guides: list[str]) -> tuple[tuple[str, ...], str | N
 
 
 def _pairs(path: Path) -> list[Job]:
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-        names = [n.strip().lower() for n in (rows[0].keys() if rows else [])]
+    with open(path, newline="", encoding="utf-8-sig") as f:  # utf-8-sig: a spreadsheet's byte-order mark
+        reader = csv.DictReader(f)
+        rows = list(reader)
+        names = [n.strip().lower() for n in reader.fieldnames or []]
     if "source" not in names or not any(n.startswith("guide") for n in names):
         raise InputError(f"{path} needs a header line with a 'source' column and a 'guide' column (more guide "
                          "columns, guide2, guide3, ..., for guides stacked as bands), e.g. source,guide")

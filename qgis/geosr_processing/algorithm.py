@@ -119,11 +119,13 @@ class UpsampleAlgorithm(QgsProcessingAlgorithm):
         except OSError as e:
             raise QgsProcessingException(f"could not run {args[0]}: {e}. Set the path of the geosr command in "
                                          "Settings > Options > Processing > Providers > geosr") from None
-        if cancelled:
-            feedback.reportError("cancelled: geosr stopped, nothing written", fatalError=False)
-            return {}
+        if cancelled:  # an error, so QGIS does not look for the output it would otherwise load
+            raise QgsProcessingException("cancelled: geosr stopped, and nothing was written")
         if status != 0:
-            raise QgsProcessingException(f"geosr upsample failed: {command.error_of(lines)}")
+            message = command.error_of(lines)
+            if "--overwrite" in message:
+                message += " (here: check 'Replace the output if it exists', OVERWRITE=true)"
+            raise QgsProcessingException(f"geosr upsample failed: {message}")
         return {"OUTPUT": output, **({"QUALITY": quality} if quality else {})}
 
     def _source_file(self, parameters, context):

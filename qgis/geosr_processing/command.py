@@ -52,17 +52,23 @@ def child_environment(environ=None) -> dict:
     env = dict(os.environ if environ is None else environ)
     for name in QGIS_ONLY:
         env.pop(name, None)
+    env["PYTHONIOENCODING"] = "utf-8"  # what run() decodes
     return env
 
 
-def _die_with_parent():
-    """In the child (Linux): receive SIGTERM if QGIS or qgis_process ends, so the run never outlives it."""
+def _parent_death_signal():
+    """A function for the child (Linux) that asks for SIGTERM when QGIS or qgis_process ends, so the run never
+    outlives it; None elsewhere. libc is loaded here, in the parent: the child, forked from a threaded
+    process, only makes the one call."""
+    if not sys.platform.startswith("linux"):
+        return None
     try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
     except (OSError, AttributeError):
-        pass
+        return None
+    return lambda: prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def run(args, on_line, cancelled, poll: float = 0.2) -> tuple:
@@ -72,12 +78,13 @@ def run(args, on_line, cancelled, poll: float = 0.2) -> tuple:
     which geosr removes its partial output (and, with ``--on-interrupt discard``, its checkpoint)
     and exits; SIGKILL follows if it has not after 30 s."""
     kwargs = {}
-    if sys.platform.startswith("linux"):
-        kwargs["preexec_fn"] = _die_with_parent
+    if _parent_death_signal() is not None:
+        kwargs["preexec_fn"] = _parent_death_signal()
     elif sys.platform == "win32":
         kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
     child = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                             env=child_environment(), text=True, bufsize=1, **kwargs)
+                             env=child_environment(), text=True, encoding="utf-8", errors="replace", bufsize=1,
+                             **kwargs)
     waiting, lines = queue.Queue(), []
 
     def pump():
