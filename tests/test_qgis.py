@@ -95,14 +95,18 @@ def test_a_run_on_real_data_writes_the_output_on_the_refined_grid(qgis_process, 
     valid = ~np.ma.getmaskarray(cells) & ~np.ma.getmaskarray(lr)
     assert valid.sum() > 400
     assert np.abs(cells - lr)[valid].max() < 1e-4 * float(np.ptp(lr[valid]))  # exact: the source's cell means kept
-    # With the regression sharpener, the plugin's output is the CLI's, bit for bit.
+    # With the regression sharpener and two guide layers (stacked as bands), the plugin's output is the
+    # CLI's, bit for bit.
     from geosr.cli import main
 
+    with rasterio.open(guide) as g:
+        gray = write_tif(tmp_path / "gray.tif", g.read(masked=True).mean(axis=0).filled(g.nodata).astype("float32"),
+                         g.crs, g.transform, nodata=g.nodata)
     code, log = _run(qgis_process, home, "run", "geosr:upsample", "--", f"SOURCE={src}", f"GUIDE={guide}",
-                     "METHOD=regression", "SELFCHECK=false", f"OUTPUT={tmp_path / 'q.tif'}")
-    assert code == 0, log
-    res = CliRunner().invoke(main, ["upsample", str(src), str(guide), "--method", "regression", "--no-selfcheck",
-                                    "-o", str(tmp_path / "c.tif"), "-q"])
+                     f"GUIDE={gray}", "METHOD=regression", "SELFCHECK=false", f"OUTPUT={tmp_path / 'q.tif'}")
+    assert code == 0 and f"{guide} {gray}" in log, log
+    res = CliRunner().invoke(main, ["upsample", str(src), str(guide), gray, "--method", "regression",
+                                    "--no-selfcheck", "-o", str(tmp_path / "c.tif"), "-q"])
     assert res.exit_code == 0, res.output
     with rasterio.open(tmp_path / "q.tif") as q, rasterio.open(tmp_path / "c.tif") as c:
         np.testing.assert_array_equal(q.read(), c.read())
