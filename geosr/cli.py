@@ -25,7 +25,7 @@ from .methods.scene import BATCH, HYBRID_STEPS, TUNE_EPOCHS, WINDOW
 from .pipeline.io import OUTPUT_TYPES
 from .runtime import batch, cluster
 from .runtime.cluster import SCHEDULERS
-from .spec import MODES, RunSpec, not_applying
+from .spec import MODES, TRAINED, RunSpec, not_applying
 
 RESAMPLINGS = ("auto", "nearest", "bilinear", "cubic", "cubic_spline", "lanczos", "average")
 
@@ -390,7 +390,7 @@ def _check_batch_flags(planned, output, quality, model_in, model_out, share_mode
     if share_model and model_in is not None:
         raise InputError("--share-model trains one scene network on the first source, --model-in gives one: "
                          "give one of them")
-    if share_model and mode not in ("scene", "hybrid"):
+    if share_model and mode not in TRAINED:
         raise InputError("--share-model runs the scene network trained on the first source on the others: give "
                          "--mode scene or --mode hybrid")
     if model_out is not None and not share_model:

@@ -7,7 +7,6 @@ and never when it is one of the inputs.
 """
 from __future__ import annotations
 
-import os
 import shutil
 import threading
 from pathlib import Path
@@ -16,7 +15,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import InputError
-from ..runtime.files import durable_replace, made_by_dead_process, unique_suffix
+from ..runtime.files import durable_replace, made_by_dead_process, same_file, unique_suffix
 
 # GeoTIFF defaults: float32, 512 x 512 tiles, DEFLATE with the floating-point predictor.
 GTIFF_OPTIONS = {"TILED": "YES", "BLOCKXSIZE": "512", "BLOCKYSIZE": "512", "COMPRESS": "DEFLATE",
@@ -82,7 +81,7 @@ def check_output(path, inputs=(), overwrite: bool = False, nbytes: int = 0) -> P
     """Refuse, before any work, an output that would replace an input, clobber a file, or cannot fit."""
     path = Path(path)
     for name in inputs:
-        if name and _same_file(path, name):
+        if name and same_file(path, name):
             raise InputError(f"the output {path} is the input {name}; geosr never writes over its inputs "
                              "(not even with --overwrite). Choose another output name with -o.")
     if path.exists() and not overwrite:
@@ -104,13 +103,6 @@ def check_output(path, inputs=(), overwrite: bool = False, nbytes: int = 0) -> P
             f"the output needs up to {_size(nbytes)} (uncompressed float32) but {folder} has {_size(free)} free. "
             "Free space, write elsewhere with -o, or process a smaller area (--bounds) or scale.")
     return path
-
-
-def _same_file(path: Path, name) -> bool:
-    other = Path(str(name))
-    if path.exists() and other.exists():
-        return os.path.samefile(path, other)
-    return path.resolve() == other.resolve()
 
 
 def _size(n: float) -> str:

@@ -13,6 +13,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import InputError
+from ..spec import TRAINED
 
 SPATIAL = ("band", "y", "x")
 SLICE = "geosr_slice"
@@ -85,7 +86,7 @@ def guide_for(guide, coords: dict, name: str):
 
 
 def _check_shareable(options: dict) -> None:
-    if options.get("method", "mmsr") != "mmsr" or options.get("mode") not in ("scene", "hybrid"):
+    if options.get("method", "mmsr") != "mmsr" or options.get("mode") not in TRAINED:
         raise InputError("share_model=True runs the scene network trained on the first slice on every slice: give "
                          "method 'mmsr' with mode 'scene' or 'hybrid'")
     if options.get("model") is not None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
+from .files import same_file
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img", ".asc", ".nc", ".bil", ".dem", ".hgt", ".gpkg")
 LIST_SUFFIXES = (".txt", ".lst")
@@ -73,16 +74,10 @@ def _is_dataset(name: str) -> bool:
 
 
 def input_at(path: Path, inputs) -> str | None:
-    """The input of ``inputs`` that ``path`` is (the same file), if any."""
+    """The input of ``inputs`` that the existing file ``path`` is, if any."""
     if not path.exists():
         return None
-    for name in inputs:
-        try:
-            if Path(name).exists() and path.samefile(name):
-                return name
-        except OSError:
-            continue
-    return None
+    return next((name for name in inputs if Path(name).exists() and same_file(path, name)), None)
 
 
 def jobs(source: str, guides: list[str]) -> list[Job]:

@@ -35,6 +35,14 @@ def made_by_dead_process(suffix: str) -> bool:
     return False
 
 
+def same_file(path, name) -> bool:
+    """Whether ``path`` and the file ``name`` are one file (links included), or would be once written."""
+    path, other = Path(path), Path(str(name))
+    if path.exists() and other.exists():
+        return os.path.samefile(path, other)
+    return path.resolve() == other.resolve()
+
+
 def fsync_file(path) -> None:
     with open(path, "rb") as f:
         os.fsync(f.fileno())

@@ -162,9 +162,8 @@ class UpsampleAlgorithm(QgsProcessingAlgorithm):
             value = self.parameterAsEnumString(parameters, name, context)
             if value and value != default:
                 args += [flag, value]
-        for name, flag in (("EPOCHS", "--epochs"),):
-            if parameters.get(name) not in (None, ""):
-                args += [flag, str(self.parameterAsInt(parameters, name, context))]
+        if parameters.get("EPOCHS") not in (None, ""):
+            args += ["--epochs", str(self.parameterAsInt(parameters, "EPOCHS", context))]
         seed = self.parameterAsInt(parameters, "SEED", context)
         if seed:
             args += ["--seed", str(seed)]

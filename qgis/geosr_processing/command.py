@@ -28,7 +28,7 @@ class Progress:
     """One percentage over geosr's stages, from its plain progress lines."""
 
     def __init__(self):
-        self.percent, self.stage, self.tiles_from = 0.0, None, 0.0
+        self.percent, self.tiles_from = 0.0, 0.0
 
     def read(self, line: str):
         """The (percent, text) a line says, or None for a line that is not progress."""
@@ -43,7 +43,6 @@ class Progress:
             self.percent = max(self.percent, self.tiles_from + (100 - self.tiles_from) * fraction)
         else:
             return None
-        self.stage = stage
         return self.percent, f"{stage}: {m['done']}/{m['total']}"
 
 
